@@ -1,0 +1,1 @@
+"""xlint's click commands (installed as ``xlint.cli``)."""

@@ -1,0 +1,1 @@
+"""Raw text per language -> fairseq-binarized multilingual data (installed as ``xlint.preprocess``)."""
