@@ -3,3 +3,4 @@ from . import checkpoint_compat  # noqa: F401  (first: makes checkpoints loadabl
 from . import language_sampling  # noqa: F401  (the --language-sampler registry)
 from . import xlm_adapter  # noqa: F401
 from . import xlm_mlm  # noqa: F401
+from . import meta_mlm  # noqa: F401

@@ -78,11 +78,11 @@ class XlmAdapterConfig(FairseqDataclass):
         default=1e-3,
         metadata={"help": "std of the adapters' normal init; small values make adapters near-identity"},
     )
-    languages: str = field(
+    model_languages: str = field(
         default="",
         metadata={
-            "help": "comma-separated languages, in src_lang_id order; empty takes the task's "
-            "languages (saved with the checkpoint)"
+            "help": "comma-separated languages owning language-specific modules, in src_lang_id "
+            "order; empty takes the task's --languages (saved with the checkpoint)"
         },
     )
 
@@ -313,17 +313,26 @@ class XlmAdapterModel(FairseqEncoderModel):
                 f"--encoder-attention-heads {cfg.encoder_attention_heads}"
             )
         task_languages = list(getattr(task, "languages", []) or [])
-        if not cfg.languages:
+        if not cfg.model_languages:
             if not task_languages:
-                raise ValueError("xlm_adapter needs --languages (or a task that defines languages)")
-            cfg.languages = ",".join(task_languages)
-        languages = cfg.languages.split(",")
+                raise ValueError("xlm_adapter needs --model-languages (or a task that defines languages)")
+            cfg.model_languages = ",".join(task_languages)
+        languages = cfg.model_languages.split(",")
         if task_languages and task_languages != languages:
             raise ValueError(
                 f"the task's languages {task_languages} differ from the model's {languages}; "
                 "language ids would route to the wrong modules"
             )
         return cls(cfg, XlmAdapterEncoder(cfg, task.source_dictionary, languages))
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        """Reconcile the meta-learning state (``meta_state.*``) between meta_mlm and other tasks."""
+        super().upgrade_state_dict_named(state_dict, name)
+        key = (name + "." if name else "") + "meta_state._extra_state"
+        if hasattr(self, "meta_state"):
+            state_dict.setdefault(key, {"phi_optimizer": None, "streams": {}})
+        else:
+            state_dict.pop(key, None)
 
     @property
     def languages(self) -> List[str]:

@@ -1,0 +1,25 @@
+# make demo : set up .venv if needed, fetch the pinned real data, run the demo
+# make test : set up .venv if needed, run the whole test suite (what CI runs)
+VENV ?= .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.xlint-installed
+
+.PHONY: install demo test bench clean-venv
+
+install: $(STAMP)
+
+$(STAMP): setup.py scripts/install.sh
+	PYTHON=$(PYTHON) bash scripts/install.sh $(VENV)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/xlint demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/bench_pretrain_throughput.py
+
+clean-venv:
+	rm -rf $(VENV)

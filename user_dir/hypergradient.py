@@ -1,0 +1,180 @@
+"""The meta-gradient of Wang et al. (2020), Algorithm 1 / Eq. 3 and Appendix B.
+
+For shared parameters theta, the language-specific parameters phi_i of the batch's
+language i, a mean training loss L_train^i and meta-dev losses L_val^j:
+
+    theta'     = theta - beta * grad_theta L_train^i(theta, phi_i)                (virtual step)
+    V          = (1/L) sum_j L_val^j(theta', phi_j)                                (meta loss)
+    grad_phi V = dV/dphi_i |theta'  -  beta * H_{phi_i,theta} L_train^i(theta, phi_i) . v,
+                 v = grad_theta' V                                                 (Eq. 3)
+
+The mixed second-order term is computed in one of three ways:
+
+``finite-difference`` (the paper's Eq. 8, as in DARTS)
+    H . v ~= [grad_phi L_train(theta + eps v) - grad_phi L_train(theta - eps v)] / (2 eps),
+    eps = epsilon_scale / ||v||.
+``exact``
+    double backpropagation through the virtual step (memory: the whole bilevel graph).
+``first-order``
+    the term is dropped (an ablation).
+
+theta is modified in place for the virtual and finite-difference steps and always
+restored bit-exactly from a copy; gradients are taken with ``torch.autograd.grad``,
+so the ``.grad`` fields (e.g. gradients accumulated over ``--update-freq``) are
+never touched.
+"""
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+
+import torch
+
+SECOND_ORDER_MODES = ("finite-difference", "exact", "first-order")
+
+#: a loss closure; with a mapping it evaluates the model with those parameters substituted
+LossFn = Callable[[Optional[Mapping[str, torch.Tensor]]], torch.Tensor]
+
+
+@dataclass
+class MetaGradient:
+    """grad_phi V (aligned with the phi parameters) and its parts, for logging."""
+
+    grads: List[torch.Tensor]
+    meta_loss: torch.Tensor
+    direct_norm: torch.Tensor
+    second_order_norm: torch.Tensor
+    seconds: Dict[str, float] = field(default_factory=dict)
+
+
+def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.sqrt(sum((t.detach().float() ** 2).sum() for t in tensors))
+
+
+def _grads(output: torch.Tensor, inputs: Sequence[torch.Tensor], **kwargs) -> List[torch.Tensor]:
+    grads = torch.autograd.grad(output, list(inputs), allow_unused=True, **kwargs)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(inputs, grads)]
+
+
+@contextlib.contextmanager
+def requiring_grad(params: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Temporarily make ``params`` require gradients (phi is frozen for fairseq's optimizer)."""
+    previous = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, previous):
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def perturbed(params: Sequence[torch.Tensor], backup: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Let the body modify ``params`` in place; restore them bit-exactly from ``backup`` after."""
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, saved in zip(params, backup):
+                p.copy_(saved)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: Dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._start
+        self._start = now
+
+
+def compute_meta_gradient(
+    theta: Mapping[str, torch.nn.Parameter],
+    phi: Mapping[str, torch.nn.Parameter],
+    train_loss: LossFn,
+    meta_losses: Sequence[LossFn],
+    beta: float,
+    mode: str = "finite-difference",
+    epsilon_scale: float = 0.01,
+) -> MetaGradient:
+    """grad_phi V for one meta step; see the module docstring.
+
+    ``train_loss`` is the mean L_train^i; ``meta_losses`` are the terms of V, already
+    weighted (each L_val^j / L), each evaluated through its own language's modules.
+    """
+    if mode not in SECOND_ORDER_MODES:
+        raise ValueError(f"unknown second-order mode {mode!r}; choose from {SECOND_ORDER_MODES}")
+    phi_params = list(phi.values())
+    with requiring_grad(phi_params):
+        if mode == "exact":
+            return _exact_meta_gradient(theta, phi_params, train_loss, meta_losses, beta)
+        return _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale)
+
+
+def _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale):
+    clock = _Clock()
+    theta_params = list(theta.values())
+    backup = [p.detach().clone() for p in theta_params]
+
+    grad_theta = _grads(train_loss(None), theta_params)
+    with perturbed(theta_params, backup):
+        with torch.no_grad():
+            for p, g in zip(theta_params, grad_theta):
+                p.sub_(g, alpha=beta)  # theta' = theta - beta * grad
+        del grad_theta
+        clock.lap("virtual_step")
+        v = [torch.zeros_like(p) for p in theta_params]
+        direct = [torch.zeros_like(p) for p in phi_params]
+        meta_loss = torch.zeros((), device=backup[0].device)
+        for term in meta_losses:
+            value = term(None)
+            grads = _grads(value, theta_params + phi_params)
+            for acc, g in zip(v + direct, grads):
+                acc.add_(g)
+            meta_loss += value.detach().float()
+    clock.lap("meta_loss")
+
+    second_order = [torch.zeros_like(p) for p in phi_params]
+    v_norm = _norm(v)
+    if mode == "finite-difference" and float(v_norm) > 0:
+        epsilon = epsilon_scale / float(v_norm)
+        plus = _train_grad_at(theta_params, backup, v, +epsilon, phi_params, train_loss)
+        minus = _train_grad_at(theta_params, backup, v, -epsilon, phi_params, train_loss)
+        for out, gp, gm in zip(second_order, plus, minus):
+            out.copy_((gp - gm) / (2 * epsilon)).mul_(-beta)  # -beta * H . v
+    clock.lap("second_order")
+    grads = [d + s for d, s in zip(direct, second_order)]
+    return MetaGradient(grads, meta_loss, _norm(direct), _norm(second_order), clock.seconds)
+
+
+def _train_grad_at(theta_params, backup, direction, scale, phi_params, train_loss) -> List[torch.Tensor]:
+    """grad_phi L_train at theta + scale * direction (theta restored afterwards)."""
+    with perturbed(theta_params, backup):
+        with torch.no_grad():
+            for p, d in zip(theta_params, direction):
+                p.add_(d, alpha=scale)
+        return _grads(train_loss(None), phi_params)
+
+
+def _exact_meta_gradient(theta, phi_params, train_loss, meta_losses, beta):
+    clock = _Clock()
+    names = list(theta.keys())
+    theta_params = list(theta.values())
+    grad_theta = _grads(train_loss(None), theta_params, create_graph=True)
+    theta_prime = {name: p - beta * g for name, p, g in zip(names, theta_params, grad_theta)}
+    clock.lap("virtual_step")
+    meta_loss = sum(term(theta_prime) for term in meta_losses)
+    prime_values = list(theta_prime.values())
+    outputs = _grads(meta_loss, prime_values + phi_params, retain_graph=True)
+    v, total = outputs[: len(prime_values)], outputs[len(prime_values):]
+    clock.lap("meta_loss")
+    # the part of the total that flows through theta': -beta * H . v
+    through_theta = torch.autograd.grad(prime_values, phi_params, grad_outputs=v, allow_unused=True)
+    second_order = [torch.zeros_like(p) if g is None else g for p, g in zip(phi_params, through_theta)]
+    direct = [t - s for t, s in zip(total, second_order)]
+    clock.lap("second_order")
+    return MetaGradient([t.detach() for t in total], meta_loss.detach().float(),
+                        _norm(direct), _norm(second_order), clock.seconds)
