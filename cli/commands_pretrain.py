@@ -17,6 +17,7 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
     "attn": ("xlm_mlm", "attn"),
     "adapter": ("xlm_mlm", "adapter"),
     "shared_adapter": ("xlm_mlm", "shared_adapter"),
+    "meta_adapter": ("meta_mlm", "adapter"),
 }
 
 #: Training presets.  ``paper``: Wang et al. (2020) Sec. 3 / XLM's recipe: 8 layers, d=512,
@@ -91,7 +92,8 @@ def pretrain_options(scale: str, variant: str, languages: Sequence[str], save_di
 @click.command("pretrain", context_settings={"ignore_unknown_options": True})
 @click.argument("data", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--variant", type=click.Choice(sorted(VARIANTS)), default="joint", show_default=True,
-              help="language-specific modules: joint (none), ffn, attn, adapter, shared_adapter")
+              help="language-specific modules: joint (none), ffn, attn, adapter, shared_adapter, "
+              "meta_adapter (adapters meta-learned by the meta_mlm task)")
 @click.option("--setting", type=click.Choice(SETTINGS), help="Mono [lang], JointPair [lang,pivot], "
               "JointTri [lang,similar,pivot]")
 @click.option("--lang", help="the studied language for --setting")

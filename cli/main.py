@@ -1,22 +1,48 @@
-"""The ``xlint`` console script: one click group, one module per command family."""
+"""The ``xlint`` console script: one click group, one module per command family.
+
+Command modules are imported only when their command runs, so that ``xlint --help``
+and ``xlint user-dir`` answer at once instead of importing torch and fairseq.
+"""
 from __future__ import annotations
+
+import importlib
+from typing import Dict, List, Optional, Tuple
 
 import click
 
-from .commands_data import data
-from .commands_demo import demo
-from .commands_preprocess import preprocess
-from .commands_pretrain import pretrain, user_dir_command
+#: command name -> (module under xlint.cli, attribute, one-line help for listings)
+COMMANDS: Dict[str, Tuple[str, str, str]] = {
+    "preprocess": ("commands_preprocess", "preprocess", "Raw text per language -> fairseq-binarized data."),
+    "pretrain": ("commands_pretrain", "pretrain", "Pretrain a multilingual MLM (presets over fairseq-train)."),
+    "user-dir": ("commands_pretrain", "user_dir_command", "Print the path to pass as fairseq --user-dir."),
+    "data": ("commands_data", "data", "Fetch the demo data and convert official downloads."),
+    "demo": ("commands_demo", "demo", "The whole pipeline on real data (a few CPU minutes)."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
+        if name not in COMMANDS:
+            return None
+        module_name, attribute, _ = COMMANDS[name]
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        return getattr(module, attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="xlint")
 def cli() -> None:
     """xlint: negative interference and the cross-lingual transfer gap in multilingual MLMs."""
-
-
-for _command in (preprocess, pretrain, user_dir_command, data, demo):
-    cli.add_command(_command)
 
 
 def main() -> None:
