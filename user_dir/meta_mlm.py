@@ -163,7 +163,9 @@ class MetaMlmTask(XlmMlmTask):
         state: MetaLearningState = model.meta_state
         if state.phi_optimizer is None:
             phi = [p for lang in self.languages for _, p in model.language_parameters(lang)]
-            self._phi_master = [p.detach().float().clone() for p in phi]
+            # fp32 masters for half-precision models (fp16/bf16 Adam steps underflow); else exact copies
+            self._phi_master = [p.detach().clone().to(torch.float32 if p.dtype in (torch.float16, torch.bfloat16)
+                                                      else p.dtype) for p in phi]
             if self.cfg.meta_phi_optimizer == "adam":
                 betas = tuple(float(b) for b in ast.literal_eval(self.cfg.meta_phi_adam_betas))
                 state.phi_optimizer = torch.optim.Adam(self._phi_master, lr=1.0, betas=betas,
@@ -243,7 +245,7 @@ class MetaMlmTask(XlmMlmTask):
         def meta_term(j):
             return lambda params=None: masked_lm_mean_loss(model, metadev[j], pad, params) / num_languages
 
-        with _math_attention_if(cfg.meta_second_order == "exact" and device.type == "cuda"):
+        with _math_attention_if(cfg.meta_second_order == "exact"):
             result = compute_meta_gradient(theta, phi, train_loss, [meta_term(j) for j in range(num_languages)],
                                            beta=beta, mode=cfg.meta_second_order,
                                            epsilon_scale=cfg.meta_fd_epsilon)
@@ -270,7 +272,8 @@ class MetaMlmTask(XlmMlmTask):
 
     def _average_over_ranks(self, grads: List[torch.Tensor], weight: float) -> Optional[List[torch.Tensor]]:
         """Average grad_phi V over the ranks that had a real batch; None if non-finite or none had."""
-        flat = torch.cat([g.reshape(-1).float() for g in grads] + [grads[0].new_tensor([weight]).float()])
+        dtype = torch.float64 if grads[0].dtype == torch.float64 else torch.float32
+        flat = torch.cat([g.reshape(-1).to(dtype) for g in grads] + [grads[0].new_tensor([weight], dtype=dtype)])
         flat[:-1].mul_(weight)
         if data_parallel_rank_and_size()[1] > 1:
             flat = distributed_utils.all_reduce(flat, group=distributed_utils.get_data_parallel_group())
@@ -322,7 +325,7 @@ class MetaMlmTask(XlmMlmTask):
 
 
 def _math_attention_if(condition: bool):
-    """Double backprop needs the math SDPA kernel (the fused GPU kernels have no double backward)."""
+    """Double backprop needs the math SDPA kernel (the fused CPU and GPU kernels have no double backward)."""
     if not condition:
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel

@@ -290,6 +290,52 @@ class XlmAdapterEncoder(FairseqEncoder):
         return self.max_source_positions
 
 
+# --------------------------------------------------------------------------- task heads
+
+
+class TokenHead(nn.Module):
+    """Per-token logits ``B x T x n`` (tagging: read at each word's first subword)."""
+
+    def __init__(self, dim: int, num_outputs: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(dim, num_outputs)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(features))
+
+
+class SentenceHead(nn.Module):
+    """Sentence(-pair) logits ``B x n`` from the first (``<s>``) token, as RoBERTa's head."""
+
+    def __init__(self, dim: int, num_outputs: int, dropout: float):
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(dim, num_outputs)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = torch.tanh(self.dense(self.dropout(features[:, 0, :])))
+        return self.out_proj(self.dropout(x))
+
+
+class SpanHead(nn.Module):
+    """Extractive QA: start and end logits ``B x T x 2`` (``num_outputs`` must be 2)."""
+
+    def __init__(self, dim: int, num_outputs: int, dropout: float):
+        super().__init__()
+        if num_outputs != 2:
+            raise ValueError("a span head has exactly two outputs (start, end)")
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(dim, 2)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(features))
+
+
+HEAD_KINDS = {"token": TokenHead, "sentence": SentenceHead, "span": SpanHead}
+
+
 # --------------------------------------------------------------------------- model
 
 
@@ -300,6 +346,7 @@ class XlmAdapterModel(FairseqEncoderModel):
     def __init__(self, cfg: XlmAdapterConfig, encoder: XlmAdapterEncoder):
         super().__init__(encoder)
         self.cfg = cfg
+        self.heads = nn.ModuleDict()
         self.apply(init_bert_params)
         for module in self.modules():  # init_bert_params overwrote the adapters' init
             if isinstance(module, ResidualAdapter):
@@ -328,7 +375,14 @@ class XlmAdapterModel(FairseqEncoderModel):
     def upgrade_state_dict_named(self, state_dict, name):
         """Reconcile the meta-learning state (``meta_state.*``) between meta_mlm and other tasks."""
         super().upgrade_state_dict_named(state_dict, name)
-        key = (name + "." if name else "") + "meta_state._extra_state"
+        prefix = name + "." if name else ""
+        # fine-tuning from a pretrained checkpoint: keep this model's new heads, drop unknown ones
+        current = {prefix + k: v for k, v in self.state_dict().items() if k.startswith("heads.")}
+        for key in [k for k in state_dict if k.startswith(prefix + "heads.") and k not in current]:
+            del state_dict[key]
+        for key, value in current.items():
+            state_dict.setdefault(key, value)
+        key = prefix + "meta_state._extra_state"
         if hasattr(self, "meta_state"):
             state_dict.setdefault(key, {"phi_optimizer": None, "streams": {}})
         else:
@@ -339,15 +393,33 @@ class XlmAdapterModel(FairseqEncoderModel):
         return self.encoder.languages
 
     def forward(self, src_tokens, src_lengths=None, src_lang_id=None, features_only=False,
-                return_all_hiddens=False, masked_tokens=None, **kwargs):
-        return self.encoder(
+                return_all_hiddens=False, masked_tokens=None, head: Optional[str] = None, **kwargs):
+        """MLM logits (default), encoder features (``features_only``) or a task head's logits."""
+        out, extra = self.encoder(
             src_tokens,
             src_lengths=src_lengths,
             src_lang_id=src_lang_id,
-            features_only=features_only,
+            features_only=features_only or head is not None,
             return_all_hiddens=return_all_hiddens,
             masked_tokens=masked_tokens,
         )
+        if head is not None:
+            out = self.heads[head](out)
+        return out, extra
+
+    def register_head(self, name: str, kind: str, num_outputs: int, dropout: Optional[float] = None) -> None:
+        """Add a fine-tuning head: ``kind`` is token (tagging), sentence (classification) or span (QA)."""
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"unknown head kind {kind!r}; choose from {sorted(HEAD_KINDS)}")
+        if name in self.heads:
+            existing = self.heads[name].out_proj.out_features
+            if not isinstance(self.heads[name], HEAD_KINDS[kind]) or existing != num_outputs:
+                raise ValueError(f"head {name!r} already exists with another shape")
+            return
+        head = HEAD_KINDS[kind](self.cfg.encoder_embed_dim, num_outputs,
+                                self.cfg.dropout if dropout is None else dropout)
+        head.apply(init_bert_params)
+        self.heads[name] = head.to(next(self.parameters()))
 
     # -- parameter groups used by meta-learning and the analyses ---------------------
 
