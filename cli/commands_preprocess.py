@@ -28,11 +28,18 @@ def _parse_subsample(_ctx: click.Context, _param: click.Parameter, values: tuple
     return sizes
 
 
+class _ClickEchoHandler(logging.Handler):
+    """Writes log records with ``click.echo`` to whatever ``sys.stderr`` is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
 def _configure_logging(quiet: bool) -> None:
-    """Send preprocessing's INFO messages to stderr (once per process)."""
+    """Send preprocessing's step messages (INFO) or only its warnings (``quiet``) to stderr."""
     _PREPROCESS_LOGGER.setLevel(logging.WARNING if quiet else logging.INFO)
-    if not _PREPROCESS_LOGGER.handlers:
-        handler = logging.StreamHandler()
+    if not any(isinstance(handler, _ClickEchoHandler) for handler in _PREPROCESS_LOGGER.handlers):
+        handler = _ClickEchoHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s", "%H:%M:%S"))
         _PREPROCESS_LOGGER.addHandler(handler)
         _PREPROCESS_LOGGER.propagate = False
@@ -47,13 +54,14 @@ def _summary(metadata: dict, out_dir: Path) -> list[str]:
     return lines
 
 
+_HELDOUT_DEFAULT = f"5%, 1 to {DEFAULT_HELDOUT_CAP:,}"
 _HELP = f"""Normalise, split, BPE-encode and binarise raw text for fairseq.
 
-INPUTS are LANG=FILE (one sentence per line; split here into train/valid/test/
-metadev), LANG=DIR (your own splits: DIR/train.txt and any of valid.txt,
-test.txt, metadev.txt; missing held-out splits are carved from train), or just
-LANG with --split-dir. LANG is an ISO 639-1 or 639-3 code (en, hi, grc),
-optionally with a variant suffix such as fr_l.
+Each input is LANG=FILE (UTF-8, one sentence per line, split here into
+train, valid, test and metadev), LANG=DIR (your own splits: DIR/train.txt and
+any of valid.txt, test.txt, metadev.txt; missing held-out splits are carved
+from train), or a bare LANG with --split-dir. LANG is an ISO 639-1 or 639-3
+code (en, hi, grc), optionally with a variant suffix such as fr_l.
 
 \b
 Output (read by the training task):
@@ -75,9 +83,11 @@ options is refused unless --force.
               help="Output directory.")
 @click.option("--split-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory with LANG/{train,valid,test,metadev}.txt for inputs given as a bare LANG.")
-@click.option("--valid-size", type=click.IntRange(min=0), default=None, help="Valid sentences per language.")
-@click.option("--test-size", type=click.IntRange(min=0), default=None, help="Test sentences per language.")
-@click.option("--metadev-size", type=click.IntRange(min=0), default=None,
+@click.option("--valid-size", type=click.IntRange(min=0), default=None, show_default=_HELDOUT_DEFAULT,
+              help="Valid sentences per language.")
+@click.option("--test-size", type=click.IntRange(min=0), default=None, show_default=_HELDOUT_DEFAULT,
+              help="Test sentences per language.")
+@click.option("--metadev-size", type=click.IntRange(min=0), default=None, show_default=_HELDOUT_DEFAULT,
               help="Meta-dev sentences per language (held out from train and valid; used by meta-learning).")
 @click.option("--dedupe/--no-dedupe", default=True, show_default=True,
               help="Drop repeated sentences (after normalisation), held-out copies winning over train.")

@@ -11,6 +11,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+import torch
+from fairseq.binarizer import BinarizeSummary, FileBinarizer, VocabularyDatasetBinarizer
+from fairseq.data import Dictionary
+
+from .parallel import useful_workers
 from .textio import atomic_output, read_own_lines, temporary_sibling
 
 DATASET_IMPL = "mmap"
@@ -35,8 +40,6 @@ def build_shared_dictionary(bpe_train_files: Iterable[Path], dict_path: Path) ->
     fairseq's ``finalize`` orders symbols by frequency with ties broken by the
     symbol itself, so the dictionary does not depend on the order of the files.
     """
-    from fairseq.data import Dictionary
-
     dictionary = Dictionary()
     for symbol, count in count_tokens(bpe_train_files).items():
         dictionary.add_symbol(symbol, n=count)
@@ -46,6 +49,28 @@ def build_shared_dictionary(bpe_train_files: Iterable[Path], dict_path: Path) ->
     return len(dictionary)
 
 
+class FastVocabularyBinarizer(VocabularyDatasetBinarizer):
+    """fairseq's ``VocabularyDatasetBinarizer`` (EOS appended, unknowns counted) with a faster line encoder.
+
+    ``Dictionary.encode_line`` fills a torch tensor one element at a time, which
+    dominates binarisation time; this builds the same ids from a list at once.
+    """
+
+    def binarize_line(self, line: str, summary: BinarizeSummary) -> torch.IntTensor:
+        if summary.replaced is None:
+            summary.replaced = Counter()
+        words = self.tokenize(line)
+        unk_index = self.dict.unk_index
+        ids = [self.dict.indices.get(word, unk_index) for word in words]
+        summary.replaced.update(
+            word for word, index in zip(words, ids) if index == unk_index and word != self.dict.unk_word
+        )
+        ids.append(self.dict.eos_index)
+        summary.num_seq += 1
+        summary.num_tok += len(ids)
+        return torch.IntTensor(ids)
+
+
 def binarize_split(text_file: Path, dict_path: Path, output_prefix: Path, workers: int = 1) -> dict[str, int]:
     """Binarise ``text_file`` into ``output_prefix.{bin,idx}``; return sentence, token and unknown counts.
 
@@ -53,21 +78,18 @@ def binarize_split(text_file: Path, dict_path: Path, output_prefix: Path, worker
     ``tokens`` equals the sum of the dataset's item sizes.  The index file is
     moved into place last: its presence means the pair is complete.
     """
-    from fairseq.binarizer import FileBinarizer, VocabularyDatasetBinarizer
-    from fairseq.data import Dictionary
-
     dictionary = Dictionary.load(str(dict_path))
-    useful_workers = max(1, min(workers, text_file.stat().st_size // _MIN_BYTES_PER_WORKER))
     partial_prefix = temporary_sibling(output_prefix)
     partial_files = {suffix: Path(f"{partial_prefix}{suffix}") for suffix in (".bin", ".idx")}
     try:
         summary = FileBinarizer.multiprocess_dataset(
-            str(text_file), DATASET_IMPL, VocabularyDatasetBinarizer(dictionary, append_eos=True),
-            str(partial_prefix), vocab_size=len(dictionary), num_workers=useful_workers,
+            str(text_file), DATASET_IMPL, FastVocabularyBinarizer(dictionary, append_eos=True),
+            str(partial_prefix), vocab_size=len(dictionary),
+            num_workers=useful_workers(text_file, workers, _MIN_BYTES_PER_WORKER),
         )
         for suffix, partial in partial_files.items():
             os.replace(partial, Path(f"{output_prefix}{suffix}"))
-    finally:
-        for partial in partial_files.values():
+    finally:  # fairseq's per-worker pieces are named <prefix>.pt<N>.{bin,idx}
+        for partial in [*partial_files.values(), *partial_prefix.parent.glob(f"{partial_prefix.name}.pt*")]:
             partial.unlink(missing_ok=True)
     return {"sentences": summary.num_seq, "tokens": summary.num_tok, "unknown": summary.num_replaced}

@@ -15,14 +15,18 @@ Two kinds of model (``--bpe``):
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from ..user_dir.temperature import temperature_probabilities
 from .errors import PreprocessError
 from .splits import stable_seed
 from .textio import atomic_output, atomic_text_writer, read_own_lines
@@ -60,8 +64,6 @@ def bpe_sample_quotas(train_sentences: Mapping[str, int], total: int, temperatur
     The mix has ``min(total, sum of train sizes)`` sentences split by
     P_i = q_i^(1/T) / sum_j q_j^(1/T); every language gets at least one.
     """
-    from ..user_dir.temperature import temperature_probabilities
-
     languages = list(train_sentences)
     sizes = [train_sentences[language] for language in languages]
     probabilities = temperature_probabilities(sizes, temperature)
@@ -100,12 +102,36 @@ def sample_bpe_training_text(
 # --------------------------------------------------------------------------- learning
 
 
-def _learn_subword_nmt(sample: Path, bpe_dir: Path, vocab_size: int, workers: int) -> None:
+def _character_symbols(sample: Path) -> int:
+    """Distinct characters of the sample, word-internal and word-final counted apart (as subword-nmt does)."""
+    internal: set[str] = set()
+    final: set[str] = set()
+    for line in read_own_lines(sample):
+        for word in line.split():
+            internal.update(word[:-1])
+            final.add(word[-1])
+    return len(internal) + len(final)
+
+
+def _learn_subword_nmt(sample: Path, bpe_dir: Path, vocab_size: int, workers: int, progress: bool) -> None:
     from subword_nmt.learn_bpe import learn_bpe
 
+    show_progress = progress and sys.stderr.isatty()  # subword-nmt's progress bar and notes go to stderr
     with atomic_output(bpe_dir / "codes") as temporary:
-        with open(sample, encoding="utf-8") as infile, open(temporary, "w", encoding="utf-8") as outfile:
+        with open(sample, encoding="utf-8") as infile, open(temporary, "w", encoding="utf-8") as outfile, \
+                contextlib.redirect_stderr(sys.stderr if show_progress else io.StringIO()) as notes:
             learn_bpe(infile, outfile, vocab_size, total_symbols=True, num_workers=workers)
+        if not show_progress:
+            for note in notes.getvalue().splitlines():
+                if note.startswith(("Number of", "Reducing", "no pair")):
+                    logger.info("subword-nmt: %s", note)
+        with open(temporary, encoding="utf-8") as codes:
+            merges = sum(1 for line in codes if not line.startswith("#version"))
+        if merges == 0:
+            raise PreprocessError(
+                f"--vocab-size {vocab_size} leaves no room for BPE merges: the training text already has "
+                f"{_character_symbols(sample)} character symbols; choose a larger vocabulary"
+            )
 
 
 def _learn_sentencepiece(sample: Path, bpe_dir: Path, vocab_size: int, workers: int, seed: int,
@@ -121,6 +147,7 @@ def _learn_sentencepiece(sample: Path, bpe_dir: Path, vocab_size: int, workers: 
             character_coverage=SPM_CHARACTER_COVERAGE, num_threads=workers, hard_vocab_limit=False,
             input_sentence_size=SPM_MAX_TRAINING_SENTENCES, shuffle_input_sentence=True,
             bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, minloglevel=2,
+            normalization_rule_name="identity",  # the text is normalised already; keep ZWJ/ZWNJ
         )
     except (RuntimeError, OSError) as error:
         reason = _SPM_ERROR_PREFIX.sub("", str(error).strip().splitlines()[-1])
@@ -131,10 +158,10 @@ def _learn_sentencepiece(sample: Path, bpe_dir: Path, vocab_size: int, workers: 
 
 
 def learn_bpe_model(kind: str, sample: Path, bpe_dir: Path, vocab_size: int, *, workers: int = 1, seed: int = 1,
-                    spm_model_type: str = "unigram") -> None:
+                    spm_model_type: str = "unigram", progress: bool = True) -> None:
     """Learn a ``kind`` model with ``vocab_size`` symbols from ``sample`` into ``bpe_dir``."""
     if kind == SUBWORD_NMT:
-        _learn_subword_nmt(sample, bpe_dir, vocab_size, workers)
+        _learn_subword_nmt(sample, bpe_dir, vocab_size, workers, progress)
     elif kind == SENTENCEPIECE:
         _learn_sentencepiece(sample, bpe_dir, vocab_size, workers, seed, spm_model_type)
     else:
@@ -168,7 +195,10 @@ class BpeEncoder:
             from subword_nmt.apply_bpe import BPE
 
             with open(self.bpe_dir / "codes", encoding="utf-8") as codes:
-                return BPE(codes)
+                try:
+                    return BPE(codes)
+                except SystemExit:  # subword-nmt exits on a malformed codes file
+                    raise PreprocessError(f"{self.bpe_dir / 'codes'} is not a valid subword-nmt codes file") from None
         import sentencepiece
 
         return sentencepiece.SentencePieceProcessor(model_file=str(self.bpe_dir / "spm.model"))

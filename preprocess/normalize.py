@@ -9,17 +9,20 @@ For every line, in this order:
    becomes its own BPE unit.  NFC (canonical composition only) is available
    when the distinction matters.  Both keep Indic conjuncts intact.
 2. Invisible junk removal: C0/C1 control characters become spaces; the
-   byte-order mark, zero-width space, word joiner and soft hyphen are deleted.
-   Zero-width (non-)joiners are kept: they are meaningful in Indic and Arabic
-   scripts (this is why sacremoses' own ``remove_control_chars``, which deletes
-   every ``\\p{C}`` character, is not used).
+   byte-order mark, zero-width space, word joiner, soft hyphen and the
+   bidirectional marks and embeddings (LRM, RLM, ALM, U+202A-U+202E,
+   U+2066-U+2069) are deleted.  Zero-width (non-)joiners are kept: they are
+   spelling in Indic scripts and Persian (this is why sacremoses' own
+   ``remove_control_chars``, which deletes every ``\\p{C}`` character, is not used).
 3. Moses punctuation normalisation (``MosesPunctNormalizer`` with the Unicode
    punctuation replacement of ``replace-unicode-punctuation.perl``).
 4. Moses tokenisation (``MosesTokenizer``, no XML escaping, no aggressive dash
    splitting, like XLM's ``tokenize.sh``).  Languages without Moses rules use the
    generic rules (see :attr:`~.languages.Language.moses_code`).
-5. Whitespace collapsing: tokens are joined by single ASCII spaces, so the
-   output never contains a character that ends a line for Python or fairseq.
+5. Zero-width (non-)joiners that Moses split off as tokens of their own are
+   re-attached to their neighbours, and tokens are joined by single ASCII
+   spaces, so the output never contains a character that ends a line for
+   Python or fairseq.
 
 A line that is empty after this is dropped by the file-level steps.
 """
@@ -35,7 +38,8 @@ DEFAULT_UNICODE_FORM = "NFKC"
 NORMALIZER_VERSION = 1
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_INVISIBLE_CHARACTERS = re.compile("[\ufeff\u200b\u2060\u00ad]")
+_INVISIBLE_CHARACTERS = re.compile("[\ufeff\u200b\u2060\u00ad\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
+_SPLIT_OFF_JOINERS = re.compile(" ?([\u200c\u200d]) ?")
 
 
 class TextNormalizer:
@@ -78,7 +82,7 @@ class TextNormalizer:
         if self._tokenizer is None:
             self._build_moses()
         tokens = self._tokenizer.tokenize(cleaned, escape=False, return_str=True, aggressive_dash_splits=False)
-        return " ".join(tokens.split())
+        return _SPLIT_OFF_JOINERS.sub(r"\1", " ".join(tokens.split())).strip()
 
     def __call__(self, line: str) -> str:
         return self.tokenize(self.clean(line))

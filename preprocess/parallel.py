@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -24,14 +25,27 @@ class TransformCounts:
     lines_out: int
 
 
+def useful_workers(path: Path, workers: int, min_bytes_per_worker: int = 256 << 10) -> int:
+    """``workers``, reduced so that each process gets at least ``min_bytes_per_worker`` of ``path``.
+
+    Starting a process pool costs a fraction of a second, more than the work on a small file.
+    """
+    return max(1, min(workers, path.stat().st_size // min_bytes_per_worker))
+
+
 def _install_worker_function(function: LineFunction) -> None:
+    """Pool initializer: keep ``function`` for the chunks; leave Ctrl-C to the parent, which ends the pool."""
     global _worker_function
     _worker_function = function
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _apply_worker_function(chunk: list[str]) -> list[str]:
     assert _worker_function is not None, "worker started without its function"
-    return [_worker_function(line) for line in chunk]
+    try:
+        return [_worker_function(line) for line in chunk]
+    except SystemExit as exit_request:  # would kill the worker and leave the pool waiting forever
+        raise RuntimeError(f"line function called sys.exit({exit_request.code!r}) in a worker") from None
 
 
 def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:

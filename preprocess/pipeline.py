@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from ..user_dir.temperature import DEFAULT_TEMPERATURE
 from .binarize import DATASET_IMPL, binarize_split, build_shared_dictionary
@@ -34,8 +34,9 @@ from .bpe import (
 )
 from .errors import PreprocessError
 from .inputs import LanguageInput
+from .languages import Language
 from .normalize import DEFAULT_UNICODE_FORM, NORMALIZER_VERSION, UNICODE_FORMS, TextNormalizer
-from .parallel import transform_lines_to_file
+from .parallel import TransformCounts, transform_lines_to_file, useful_workers
 from .splits import HELDOUT_SPLITS, SPLITS, SplitOptions, split_language
 from .stamps import StepStamps, hash_key
 from .textio import read_json, read_own_lines, read_user_lines, sha256_file, write_json_atomic
@@ -187,25 +188,24 @@ def build_options(config: PreprocessConfig, input_hashes: Mapping[str, Mapping[s
     return options
 
 
-def _describe_value(key: str, value: Any) -> str:
-    if key == "inputs" and isinstance(value, Mapping):
-        return "{" + ", ".join(sorted(value)) + "}"
+def _describe_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
     return "unset" if value is None else str(value)
 
 
 def describe_option_changes(previous: Mapping[str, Any], current: Mapping[str, Any], limit: int = 4) -> str:
-    """A short ``key: old -> new`` list of the options that differ."""
+    """A short ``key old -> new`` list of the options that differ."""
     changes = []
     for key in sorted(set(previous) | set(current)):
         old, new = previous.get(key), current.get(key)
-        if old == new:
+        if old == new or (key == "inputs" and previous.get("languages") != current.get("languages")):
             continue
-        if key == "inputs" and isinstance(old, Mapping) and isinstance(new, Mapping):
-            changed = sorted(code for code in set(old) & set(new) if old[code] != new[code])
-            if changed and set(old) == set(new):
-                changes.append(f"input text of {', '.join(changed)} changed")
-                continue
-        changes.append(f"{key}: {_describe_value(key, old)} -> {_describe_value(key, new)}")
+        if key == "inputs":
+            changed = sorted(code for code in new if old.get(code) != new[code])
+            changes.append(f"input text of {','.join(changed)} changed")
+        else:
+            changes.append(f"{key} {_describe_value(old)} -> {_describe_value(new)}")
     shown = "; ".join(changes[:limit])
     return shown + (f"; and {len(changes) - limit} more" if len(changes) > limit else "")
 
@@ -285,8 +285,15 @@ def _hash_inputs(inputs: Sequence[LanguageInput]) -> dict[str, dict[str, str]]:
     }
 
 
+class StepOutcome(NamedTuple):
+    """A finished step: its key (which later steps fold into theirs) and its recorded result."""
+
+    key: str
+    result: dict
+
+
 class _PreprocessRun:
-    """One run of the pipeline; each method is one step and returns the step's key and result."""
+    """One run of the pipeline; each step method returns a :class:`StepOutcome`."""
 
     def __init__(self, config: PreprocessConfig, options: dict[str, Any]) -> None:
         self.config = config
@@ -294,155 +301,163 @@ class _PreprocessRun:
         self.layout = OutputLayout(config.out_dir)
         self.stamps = StepStamps(self.layout.work_dir / "stamps")
 
-    def _run_step(self, step: str, key: str, outputs: Sequence[Path], work) -> dict:
-        """Return the stamped result of ``step`` if it is done, else run ``work()`` and stamp it."""
+    def _run_step(self, step: str, label: str, key: str, outputs: Sequence[Path],
+                  work: Callable[[], dict | None]) -> StepOutcome:
+        """Reuse the stamped result of ``step`` if it finished with ``key``, else run ``work()`` and stamp it."""
         result = self.stamps.finished_result(step, key, outputs)
         if result is not None:
-            logger.info("%s: up to date, skipped", step)
-            return result
-        logger.info("%s: running", step)
+            logger.info("%s: done before, skipped", label)
+            return StepOutcome(key, result)
+        logger.info("%s", label)
         result = work() or {}
         self.stamps.mark_finished(step, key, result)
-        return result
+        return StepOutcome(key, result)
 
-    def normalize_source(self, item: LanguageInput, source: str) -> tuple[str, Path, dict]:
-        language = item.language
+    def _transform(self, lines: Iterable[str], function: Callable[[str], str], source: Path, destination: Path,
+                   description: str) -> TransformCounts:
+        return transform_lines_to_file(
+            lines, function, destination, workers=useful_workers(source, self.config.workers),
+            progress=self.config.progress, description=description,
+        )
+
+    def normalize_source(self, item: LanguageInput, source: str) -> StepOutcome:
+        """Normalise one input file into ``work/normalized/<key>.tok`` (shared by inputs with equal keys)."""
+        language, path = item.language, item.sources[source]
         key = hash_key("normalize", NORMALIZER_VERSION, self.options["inputs"][language.code][source],
                        language.moses_code, self.config.unicode_form)
         destination = self.layout.normalized_path(key)
 
         def work() -> dict:
-            counts = transform_lines_to_file(
-                read_user_lines(item.sources[source]), TextNormalizer(language.moses_code, self.config.unicode_form),
-                destination, workers=self.config.workers, progress=self.config.progress,
-                description=f"normalise {language.code} {source}",
-            )
+            normalizer = TextNormalizer(language.moses_code, self.config.unicode_form)
+            counts = self._transform(read_user_lines(path), normalizer, path, destination,
+                                     f"normalise {language.code} {source}")
             if counts.lines_out == 0:
                 destination.unlink()
-                raise PreprocessError(
-                    f"{language.code}: {item.sources[source]} has no text (only blank lines after normalisation)"
-                )
+                raise PreprocessError(f"{language.code}: {path} has no text (only blank lines after normalisation)")
             return {"input_lines": counts.lines_in, "empty_lines_dropped": counts.lines_in - counts.lines_out}
 
-        return key, destination, self._run_step(f"normalize-{key[:20]}", key, [destination], work)
+        label = f"normalise {language.code} ({source})"
+        return self._run_step(f"normalize-{key[:20]}", label, key, [destination], work)
 
-    def split(self, item: LanguageInput) -> tuple[str, dict]:
+    def split(self, item: LanguageInput) -> StepOutcome:
+        """Dedupe, split and subsample one language into ``work/<lang>/<split>.tok``."""
         code = item.language.code
         normalized = {source: self.normalize_source(item, source) for source in sorted(item.sources)}
         options = SplitOptions(
             heldout_sizes=self.config.heldout_sizes, dedupe=self.config.dedupe, seed=self.config.seed,
             split_seed_key=item.language.base, subsample=self.config.subsample.get(code), subsample_seed_key=code,
         )
-        key = hash_key("split", {source: entry[0] for source, entry in normalized.items()},
-                       options.heldout_sizes, options.dedupe, options.seed, options.split_seed_key,
-                       options.subsample, options.subsample_seed_key)
+        key = hash_key("split", {source: outcome.key for source, outcome in normalized.items()}, asdict(options))
         outputs = [self.layout.text_path(code, split, "tok") for split in SPLITS]
 
         def work() -> dict:
-            result = split_language({source: entry[1] for source, entry in normalized.items()},
-                                    self.layout.text_dir(code), options, code)
-            result["sources"] = {source: entry[2] for source, entry in normalized.items()}
-            return result
+            sources = {source: self.layout.normalized_path(outcome.key) for source, outcome in normalized.items()}
+            result = split_language(sources, self.layout.text_dir(code), options, code)
+            return {**result, "sources": {source: outcome.result for source, outcome in normalized.items()}}
 
-        return key, self._run_step(f"split-{code}", key, outputs, work)
+        return self._run_step(f"split-{code}", f"split {code}", key, outputs, work)
 
-    def learn_bpe(self, split_keys: Mapping[str, str], train_sentences: Mapping[str, int]) -> tuple[str, dict]:
+    def sample_bpe_text(self, splits: Mapping[str, StepOutcome]) -> StepOutcome:
+        """Write the temperature-sampled mix of the train splits that the subword model learns from."""
         config = self.config
-        sample_key = hash_key("bpe-sample", split_keys, config.temperature, config.bpe_sample_sentences, config.seed)
+        key = hash_key("bpe-sample", {code: outcome.key for code, outcome in splits.items()},
+                       config.temperature, config.bpe_sample_sentences, config.seed)
+        train_sentences = {code: outcome.result["sentences"]["train"] for code, outcome in splits.items()}
 
-        def sample() -> dict:
+        def work() -> dict:
             quotas = bpe_sample_quotas(train_sentences, config.bpe_sample_sentences, config.temperature)
             train_files = {code: self.layout.text_path(code, "train", "tok") for code in config.codes}
             sample_bpe_training_text(train_files, quotas, train_sentences, self.layout.bpe_sample_path, config.seed)
             return {"per_language": quotas}
 
-        sample_result = self._run_step("bpe-sample", sample_key, [self.layout.bpe_sample_path], sample)
-        learn_key = hash_key("bpe-learn", sample_key, config.bpe, config.vocab_size, self.options.get("spm_model_type"))
+        label = "sample the subword training text"
+        return self._run_step("bpe-sample", label, key, [self.layout.bpe_sample_path], work)
+
+    def learn_bpe(self, sample: StepOutcome) -> StepOutcome:
+        """Learn the joint subword model into ``OUT/bpe/``."""
+        config = self.config
+        key = hash_key("bpe-learn", sample.key, config.bpe, config.vocab_size, self.options.get("spm_model_type"))
         model_files = self.layout.bpe_files(config.bpe)
 
-        def learn() -> dict:
+        def work() -> dict:
             learn_bpe_model(config.bpe, self.layout.bpe_sample_path, self.layout.bpe_dir, config.vocab_size,
-                            workers=config.workers, seed=config.seed, spm_model_type=config.spm_model_type)
+                            workers=config.workers, seed=config.seed, spm_model_type=config.spm_model_type,
+                            progress=config.progress)
             return {"sha256": sha256_file(model_files[0])}
 
-        learned = self._run_step("bpe-learn", learn_key, model_files, learn)
-        return learn_key, {**learned, "sample": sample_result}
+        return self._run_step("bpe-learn", f"learn the {config.bpe} model", key, model_files, work)
 
-    def apply_bpe(self, code: str, split_key: str, bpe_key: str) -> str:
-        key = hash_key("bpe-apply", split_key, bpe_key)
+    def apply_bpe(self, code: str, split: StepOutcome, bpe: StepOutcome) -> StepOutcome:
+        """Encode every split of one language into ``work/<lang>/<split>.bpe``."""
+        key = hash_key("bpe-apply", split.key, bpe.key)
         encoder = BpeEncoder(self.config.bpe, self.layout.bpe_dir)
 
         def work() -> None:
-            for split in SPLITS:
-                transform_lines_to_file(
-                    read_own_lines(self.layout.text_path(code, split, "tok")), encoder,
-                    self.layout.text_path(code, split, "bpe"), workers=self.config.workers,
-                    progress=self.config.progress, description=f"bpe {code} {split}",
-                )
+            for part in SPLITS:
+                tokenized = self.layout.text_path(code, part, "tok")
+                self._transform(read_own_lines(tokenized), encoder, tokenized,
+                                self.layout.text_path(code, part, "bpe"), f"bpe {code} {part}")
 
-        self._run_step(f"bpe-apply-{code}", key, [self.layout.text_path(code, s, "bpe") for s in SPLITS], work)
-        return key
+        outputs = [self.layout.text_path(code, part, "bpe") for part in SPLITS]
+        return self._run_step(f"bpe-apply-{code}", f"apply the subword model to {code}", key, outputs, work)
 
-    def build_dictionary(self, apply_keys: Mapping[str, str]) -> tuple[str, dict]:
-        key = hash_key("dictionary", apply_keys)
+    def build_dictionary(self, applied: Mapping[str, StepOutcome]) -> StepOutcome:
+        """Build ``OUT/dict.txt`` from the encoded train splits of all languages."""
+        key = hash_key("dictionary", {code: outcome.key for code, outcome in applied.items()})
 
         def work() -> dict:
             train_files = [self.layout.text_path(code, "train", "bpe") for code in self.config.codes]
             size = build_shared_dictionary(train_files, self.layout.dict_path)
             return {"size": size, "sha256": sha256_file(self.layout.dict_path)}
 
-        return key, self._run_step("dictionary", key, [self.layout.dict_path], work)
+        return self._run_step("dictionary", "build the shared dictionary", key, [self.layout.dict_path], work)
 
-    def binarize(self, code: str, apply_key: str, dictionary_key: str) -> dict:
-        key = hash_key("binarize", apply_key, dictionary_key, DATASET_IMPL)
-        outputs = [path for split in SPLITS for path in self.layout.dataset_files(code, split)]
+    def binarize(self, code: str, applied: StepOutcome, dictionary: StepOutcome) -> StepOutcome:
+        """Binarise every split of one language into ``OUT/<lang>/<split>.{bin,idx}``."""
+        key = hash_key("binarize", applied.key, dictionary.key, DATASET_IMPL)
+        outputs = [path for part in SPLITS for path in self.layout.dataset_files(code, part)]
 
         def work() -> dict:
             (self.layout.out_dir / code).mkdir(parents=True, exist_ok=True)
             return {
-                split: binarize_split(self.layout.text_path(code, split, "bpe"), self.layout.dict_path,
-                                      self.layout.dataset_prefix(code, split), workers=self.config.workers)
-                for split in SPLITS
+                part: binarize_split(self.layout.text_path(code, part, "bpe"), self.layout.dict_path,
+                                     self.layout.dataset_prefix(code, part), workers=self.config.workers)
+                for part in SPLITS
             }
 
-        return self._run_step(f"binarize-{code}", key, outputs, work)
+        return self._run_step(f"binarize-{code}", f"binarise {code}", key, outputs, work)
 
     def run(self) -> dict:
-        config = self.config
+        """Run every step, write ``metadata.json`` last and return it."""
         write_json_atomic(self.layout.build_path, {"options": self.options})
-        split_results = {}
-        split_keys = {}
-        for item in config.inputs:
-            split_keys[item.language.code], split_results[item.language.code] = self.split(item)
-        train_sentences = {code: result["sentences"]["train"] for code, result in split_results.items()}
-        bpe_key, bpe_result = self.learn_bpe(split_keys, train_sentences)
-        apply_keys = {code: self.apply_bpe(code, split_keys[code], bpe_key) for code in config.codes}
-        dictionary_key, dictionary = self.build_dictionary(apply_keys)
-        datasets = {code: self.binarize(code, apply_keys[code], dictionary_key) for code in config.codes}
-        metadata = self.metadata(split_results, bpe_result, dictionary, datasets)
+        codes = self.config.codes
+        splits = {item.language.code: self.split(item) for item in self.config.inputs}
+        sample = self.sample_bpe_text(splits)
+        bpe = self.learn_bpe(sample)
+        applied = {code: self.apply_bpe(code, splits[code], bpe) for code in codes}
+        dictionary = self.build_dictionary(applied)
+        datasets = {code: self.binarize(code, applied[code], dictionary).result for code in codes}
+        metadata = self.metadata({code: outcome.result for code, outcome in splits.items()},
+                                 sample.result, bpe.result, dictionary.result, datasets)
         write_json_atomic(self.layout.metadata_path, metadata)
         return metadata
 
-    def metadata(self, split_results: Mapping[str, dict], bpe_result: Mapping[str, Any],
+    def metadata(self, splits: Mapping[str, dict], sample: Mapping[str, Any], bpe: Mapping[str, Any],
                  dictionary: Mapping[str, Any], datasets: Mapping[str, dict]) -> dict:
+        """The content of ``metadata.json`` (see the module docstring)."""
         config = self.config
-        bpe = {
-            "kind": config.bpe, "vocab_size": config.vocab_size, "sha256": bpe_result["sha256"],
+        bpe_summary = {
+            "kind": config.bpe, "vocab_size": config.vocab_size, "sha256": bpe["sha256"],
             "files": [path.name for path in self.layout.bpe_files(config.bpe)],
-            "sample": {"temperature": config.temperature, "max_sentences": config.bpe_sample_sentences,
-                       **bpe_result["sample"]},
+            "sample": {"temperature": config.temperature, "max_sentences": config.bpe_sample_sentences, **sample},
         }
         if config.bpe == SENTENCEPIECE:
-            bpe["spm_model_type"] = config.spm_model_type
+            bpe_summary["spm_model_type"] = config.spm_model_type
         return {
             "format_version": FORMAT_VERSION,
             "languages": config.codes,
-            "language_info": {
-                item.language.code: {"base": item.language.base, "iso639_3": item.language.iso639_3,
-                                     "name": item.language.name, "moses": item.language.moses_code}
-                for item in config.inputs
-            },
-            "bpe": bpe,
+            "language_info": {item.language.code: _language_info(item.language) for item in config.inputs},
+            "bpe": bpe_summary,
             "dict_sha256": dictionary["sha256"],
             "dict_size": dictionary["size"],
             "dataset_impl": DATASET_IMPL,
@@ -450,13 +465,9 @@ class _PreprocessRun:
             "filtering": {
                 code: {"sources": result["sources"], "duplicates_removed": result["duplicates_removed"],
                        "train_before_subsample": result["train_before_subsample"]}
-                for code, result in split_results.items()
+                for code, result in splits.items()
             },
-            "inputs": {
-                item.language.code: {source: {"path": str(path), "sha256": self.options["inputs"][item.language.code][source]}
-                                     for source, path in sorted(item.sources.items())}
-                for item in config.inputs
-            },
+            "inputs": {item.language.code: self._input_description(item) for item in config.inputs},
             "normalization": {"unicode_form": config.unicode_form, "moses": True, "version": NORMALIZER_VERSION},
             "dedupe": config.dedupe,
             "subsample": dict(config.subsample),
@@ -465,6 +476,16 @@ class _PreprocessRun:
             "options": self.options,
             "build_key": hash_key(self.options),
         }
+
+    def _input_description(self, item: LanguageInput) -> dict[str, dict[str, str]]:
+        hashes = self.options["inputs"][item.language.code]
+        return {source: {"path": str(path.resolve()), "sha256": hashes[source]}
+                for source, path in sorted(item.sources.items())}
+
+
+def _language_info(language: Language) -> dict[str, str]:
+    return {"base": language.base, "iso639_3": language.iso639_3, "name": language.name,
+            "moses": language.moses_code}
 
 
 def _complete_metadata(layout: OutputLayout, options: Mapping[str, Any]) -> dict | None:

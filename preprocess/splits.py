@@ -58,11 +58,11 @@ def stable_seed(*parts: object) -> int:
 
 
 def _line_hashes(path: Path) -> np.ndarray:
-    hashes = [
+    hashes = (
         int.from_bytes(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest(), "little")
         for line in read_own_lines(path)
-    ]
-    return np.asarray(hashes, dtype=np.uint64)
+    )
+    return np.fromiter(hashes, dtype=np.uint64)
 
 
 def _first_occurrence_masks(hashes: Mapping[str, np.ndarray], order: Sequence[str]) -> dict[str, np.ndarray]:

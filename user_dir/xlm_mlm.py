@@ -262,6 +262,10 @@ class XlmMlmTask(MaskedLMTask):
                 required_batch_size_multiple, seed, num_shards, shard_id, num_workers, epoch,
                 data_buffer_size, disable_iterator_cache, skip_remainder_batch, grouped_shuffling,
                 update_epoch_batch_itr)
+        # buffer_size=0: fairseq's --data-buffer-size thread makes fairseq-train abort at exit
+        # ("terminate called without an active exception", status 134) about one run in three
+        # with torch 2.13; batches come from memory-mapped data, so the thread buys nothing here
+        # (--num-workers still prefetches in worker processes).
         batching = dict(max_tokens=max_tokens, max_sentences=max_sentences, max_positions=max_positions,
                         ignore_invalid_inputs=ignore_invalid_inputs,
                         required_batch_size_multiple=required_batch_size_multiple)
@@ -281,7 +285,7 @@ class XlmMlmTask(MaskedLMTask):
             dataset=dataset, collate_fn=dataset.collater,
             batch_sampler=make_batches if is_train else make_batches(dataset, epoch),
             seed=seed, num_shards=num_shards, shard_id=shard_id, num_workers=num_workers,
-            epoch=epoch, buffer_size=data_buffer_size, disable_shuffling=True,
+            epoch=epoch, buffer_size=0, disable_shuffling=True,
         )
 
     # ------------------------------------------------------------------ per-language statistics
