@@ -17,6 +17,8 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "user-dir": ("commands_pretrain", "user_dir_command", "Print the path to pass as fairseq --user-dir."),
     "data": ("commands_data", "data", "Fetch the demo data and convert official downloads."),
     "demo": ("commands_demo", "demo", "The whole pipeline on real data (a few CPU minutes)."),
+    "finetune": ("commands_finetune", "finetune", "Fine-tune a pretrained model downstream (POS/NER, XNLI, QA)."),
+    "evaluate": ("commands_finetune", "evaluate", "Per-language downstream scores of a fine-tuned checkpoint."),
 }
 
 

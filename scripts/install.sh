@@ -23,15 +23,15 @@ pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
 pip_install --upgrade pip setuptools wheel
 
-if "$PY" -c "import torch" 2>/dev/null; then
-  echo "xlint: keeping the installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
+if "$PY" -W ignore -c "import torch" 2>/dev/null; then
+  echo "xlint: keeping the installed torch $("$PY" -W ignore -c 'import torch; print(torch.__version__)')"
 else
   pip_install torch==2.13.0
 fi
 
 CONSTRAINTS="$VENV/xlint-constraints.txt"
 {
-  echo "torch==$("$PY" -c 'import torch; print(torch.__version__)')"
+  echo "torch==$("$PY" -W ignore -c 'import torch; print(torch.__version__)')"
   echo "numpy<2"
 } > "$CONSTRAINTS.tmp"
 mv "$CONSTRAINTS.tmp" "$CONSTRAINTS"

@@ -4,3 +4,7 @@ from . import language_sampling  # noqa: F401  (the --language-sampler registry)
 from . import xlm_adapter  # noqa: F401
 from . import xlm_mlm  # noqa: F401
 from . import meta_mlm  # noqa: F401
+from . import finetune_optim  # noqa: F401  (the xlint_adam optimizer: --head-lr)
+from . import finetune_tagging  # noqa: F401
+from . import finetune_classification  # noqa: F401
+from . import finetune_qa  # noqa: F401

@@ -1,0 +1,366 @@
+"""The common base of xlint's fine-tuning tasks and criteria (not registered itself).
+
+A fine-tuning task reads a folder written by ``xlint data convert`` (see
+:mod:`.finetune_data`) and adds a task head to a pretrained ``xlm_adapter`` model:
+
+* the model's architecture and ``--model-languages`` come from the pretrained
+  checkpoint (``xlint finetune`` copies them from its saved cfg); every example is
+  routed through the language-specific modules of *its own* language, so at
+  zero-shot test time a target-language sentence uses the target's modules;
+  ``--route-languages xx=yy`` sends a language the model has no modules for
+  through yy's (a ``joint`` model needs no routing);
+* ``--freeze-language-specific`` keeps every ``...per_language.<lang>...``
+  parameter at its pretrained value (default: fine-tune everything, as Wang et
+  al. 2020 do);
+* head parameters are tagged ``param_group = "head"`` so that the ``xlint_adam``
+  optimizer can give them their own learning rate (``--head-lr``).
+
+Splits: ``train`` = the ``train`` files of ``--train-languages`` (plus, with
+``--few-shot M``, M examples taken out of the dev file of every
+``--few-shot-languages`` language); ``valid`` = the ``dev`` files of
+``--valid-languages`` (minus those few-shot examples); ``test`` = the ``test``
+files of ``--test-languages``.
+
+Validation metrics are computed on the whole validation set and logged per
+language as ``<metric>_<lang>`` (e.g. ``f1_tr``), averaged over all validation
+languages as ``<metric>_avg`` and over the languages that are not training
+languages as ``<metric>_tgt_avg``; any of them can be fairseq's
+``--best-checkpoint-metric`` (with ``--maximize-best-checkpoint-metric``).
+Criteria put their predictions into the logging output, so their outputs are
+gathered (never summed) across data-parallel workers: the CLI raises
+``--all-gather-list-size`` for that.
+"""
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from fairseq import utils
+from fairseq.criterions import FairseqCriterion
+from fairseq.data import Dictionary
+from fairseq.dataclass import FairseqDataclass
+from fairseq.logging import metrics
+from fairseq.tasks import FairseqTask
+from omegaconf import II, MISSING
+
+from .finetune_data import (
+    DICT_FILE,
+    FinetuneDataError,
+    FinetuneDataset,
+    PREDICTIONS_KEY,
+    PredictionsMeter,
+    available_languages,
+    few_shot_indices,
+    parse_languages,
+    parse_mapping,
+    read_meta,
+    read_records,
+    subsample_indices,
+)
+
+logger = logging.getLogger(__name__)
+
+#: value of ``param.param_group`` for task-head parameters (read by the ``xlint_adam`` optimizer)
+HEAD_PARAM_GROUP = "head"
+#: reserved names of the averaged metrics (``f1_avg``, ``f1_tgt_avg``)
+AVERAGE = "avg"
+TARGET_AVERAGE = "tgt_avg"
+
+
+@dataclass
+class FinetuneConfig(FairseqDataclass):
+    data: str = field(default=MISSING, metadata={"help": "folder written by `xlint data convert`"})
+    train_languages: str = field(
+        default="", metadata={"help": "comma-separated languages whose train split is trained on "
+                                      "(default: every language with a train split)"})
+    valid_languages: str = field(
+        default="", metadata={"help": "comma-separated languages whose dev split is validated on, each "
+                                      "scored separately (default: the training languages)"})
+    test_languages: str = field(
+        default="", metadata={"help": "comma-separated languages of the test split "
+                                      "(default: every language with a test split)"})
+    few_shot: int = field(
+        default=0, metadata={"help": "few-shot setting: move this many examples of each "
+                                     "--few-shot-languages dev set into training (0: none)"})
+    few_shot_languages: str = field(
+        default="", metadata={"help": "languages that give few-shot examples (default: the validation "
+                                      "languages that are not training languages)"})
+    few_shot_seed: int = field(
+        default=1, metadata={"help": "seed of the choice of few-shot examples (independent of --seed, "
+                                     "so that all training seeds see the same shots)"})
+    max_length: int = field(
+        default=128, metadata={"help": "maximum input length in subwords, <s> and </s> included "
+                                       "(capped at the model's --max-positions)"})
+    route_languages: str = field(
+        default="", metadata={"help": "comma-separated LANG=MODEL_LANG items: route a language the model "
+                                      "has no language-specific modules for through another's"})
+    freeze_language_specific: bool = field(
+        default=False, metadata={"help": "keep the language-specific parameters at their pretrained "
+                                         "values (default: fine-tune everything)"})
+    max_train_examples: int = field(
+        default=0, metadata={"help": "use at most this many training examples per training language, "
+                                     "a fixed random subset (0: all)"})
+    seed: int = II("common.seed")
+
+
+class FinetuneTask(FairseqTask):
+    """Shared data, routing, head and metric logic; subclasses define examples and scores."""
+
+    #: value of ``task`` in FT/meta.json that the subclass reads
+    TASK = ""
+    #: head kind for ``model.register_head`` and the head's name
+    HEAD_KIND = ""
+    HEAD_NAME = ""
+
+    def __init__(self, cfg: FinetuneConfig, dictionary: Dictionary, meta: Dict[str, Any], data_dir: str):
+        super().__init__(cfg)
+        self.dictionary = dictionary
+        self.meta = meta
+        self.data_dir = data_dir
+        self.train_languages = parse_languages(cfg.train_languages) or available_languages(meta, "train")
+        self.valid_languages = parse_languages(cfg.valid_languages) or list(self.train_languages)
+        self.test_languages = parse_languages(cfg.test_languages) or available_languages(meta, "test")
+        if cfg.few_shot > 0:
+            self.few_shot_languages = parse_languages(cfg.few_shot_languages) or [
+                lang for lang in self.valid_languages if lang not in self.train_languages]
+        else:
+            self.few_shot_languages = []
+        self.route_map = parse_mapping(cfg.route_languages, "--route-languages")
+        for lang in set(self.train_languages + self.valid_languages + self.test_languages + self.few_shot_languages):
+            if lang in (AVERAGE, TARGET_AVERAGE):
+                raise FinetuneDataError(f"language code {lang!r} is reserved for averaged metrics")
+        self.model_languages: Optional[List[str]] = None
+        self.has_language_modules = True
+        self.effective_max_length = cfg.max_length
+
+    @classmethod
+    def setup_task(cls, cfg: FinetuneConfig, **kwargs):
+        data_dir = utils.split_paths(cfg.data)[0]
+        meta = read_meta(data_dir)
+        if meta["task"] != cls.TASK:
+            raise FinetuneDataError(f"{data_dir} holds {meta['task']} data; the task "
+                                    f"{cls.__name__} reads {cls.TASK} data")
+        dictionary = Dictionary.load(os.path.join(data_dir, DICT_FILE))
+        dictionary.add_symbol("<mask>")  # as the pretraining (masked LM) task did: same embedding size
+        return cls(cfg, dictionary, meta, data_dir)
+
+    @property
+    def source_dictionary(self) -> Dictionary:
+        return self.dictionary
+
+    @property
+    def target_dictionary(self) -> Dictionary:
+        return self.dictionary
+
+    def max_positions(self) -> int:
+        return self.effective_max_length
+
+    # ------------------------------------------------------------------ model
+
+    def num_outputs(self) -> int:
+        raise NotImplementedError
+
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        model = super().build_model(cfg, from_checkpoint)
+        if not hasattr(model, "register_head"):
+            raise ValueError("xlint's fine-tuning tasks need an xlm_adapter model (--arch xlm_adapter*)")
+        model.register_head(self.HEAD_NAME, self.HEAD_KIND, self.num_outputs())
+        for param in model.heads[self.HEAD_NAME].parameters():
+            param.param_group = HEAD_PARAM_GROUP
+        names = [name for name, _ in model.named_parameters()]
+        self.has_language_modules = any(model.language_of_parameter(name) for name in names)
+        if self.cfg.freeze_language_specific:
+            frozen = 0
+            for name, param in model.named_parameters():
+                if model.language_of_parameter(name) is not None:
+                    param.requires_grad_(False)
+                    frozen += param.numel()
+            logger.info("froze %d language-specific parameters", frozen)
+        self.model_languages = list(model.languages)
+        self.effective_max_length = min(self.cfg.max_length, model.max_positions())
+        return model
+
+    def get_batch_iterator(self, dataset, *args, **kwargs):
+        # no --data-buffer-size thread: it makes fairseq-train abort at exit (status 134) about one
+        # run in three with torch 2.13 (see xlm_mlm.get_batch_iterator); the data is in memory
+        kwargs["data_buffer_size"] = 0
+        return super().get_batch_iterator(dataset, *args, **kwargs)
+
+    def lang_id(self, lang: str) -> int:
+        """The model language index that routes ``lang``'s examples."""
+        if self.model_languages is None:
+            raise RuntimeError("build the model before loading data: its languages route the examples")
+        target = self.route_map.get(lang, lang)
+        if target in self.model_languages:
+            return self.model_languages.index(target)
+        if not self.has_language_modules:
+            return 0  # no language-specific modules: any index routes the same way
+        if lang in self.route_map:
+            raise FinetuneDataError(f"--route-languages {lang}={target}: the model has no language {target!r} "
+                                    f"(it has {', '.join(self.model_languages)})")
+        raise FinetuneDataError(
+            f"language {lang!r} has no language-specific modules in the model (it has "
+            f"{', '.join(self.model_languages)}); pass --route-languages {lang}=<one of them>")
+
+    # ------------------------------------------------------------------ data
+
+    def split_examples(self, split: str) -> List[Tuple[str, Dict[str, Any]]]:
+        """``(lang, record)`` pairs of a fairseq split (see the module docstring)."""
+        wanted = {"train": self.train_languages + self.few_shot_languages, "valid": self.valid_languages,
+                  "test": self.test_languages}.get(split, [])
+        missing = [lang for lang in wanted if lang not in self.meta["splits"]]
+        if missing:
+            raise FinetuneDataError(f"language(s) {', '.join(missing)} not in {self.data_dir} "
+                                    f"(it has {', '.join(self.meta['splits'])})")
+        examples: List[Tuple[str, Dict[str, Any]]] = []
+        if split == "train":
+            for lang in self.train_languages:
+                records = read_records(self.data_dir, lang, "train")
+                keep = subsample_indices(len(records), self.cfg.max_train_examples, self.cfg.few_shot_seed, lang)
+                examples.extend((lang, records[i]) for i in keep)
+            for lang in self.few_shot_languages:
+                records = read_records(self.data_dir, lang, "dev")
+                shots = few_shot_indices(len(records), self.cfg.few_shot, self.cfg.few_shot_seed, lang)
+                examples.extend((lang, records[i]) for i in shots)
+        elif split == "valid":
+            for lang in self.valid_languages:
+                records = read_records(self.data_dir, lang, "dev")
+                if lang in self.few_shot_languages:
+                    taken = set(few_shot_indices(len(records), self.cfg.few_shot, self.cfg.few_shot_seed,
+                                                 lang).tolist())
+                    records = [record for i, record in enumerate(records) if i not in taken]
+                examples.extend((lang, record) for record in records)
+        elif split == "test":
+            for lang in self.test_languages:
+                examples.extend((lang, record) for record in read_records(self.data_dir, lang, "test"))
+        else:
+            raise KeyError(f"unknown split {split!r}: xlint fine-tuning tasks have train, valid (the dev "
+                           "files) and test")
+        if not examples:
+            raise FinetuneDataError(f"split {split!r} of {self.data_dir} is empty for the chosen languages")
+        return examples
+
+    def make_items(self, example: int, lang: str, lang_id: int, record: Dict[str, Any],
+                   split: str) -> List[Dict[str, Any]]:
+        """The model inputs (windows) of one example."""
+        raise NotImplementedError
+
+    def collate_extra(self, items: List[Dict[str, Any]], batch: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> FinetuneDataset:
+        examples = self.split_examples(split)
+        ids = {lang: self.lang_id(lang) for lang in dict.fromkeys(lang for lang, _ in examples)}
+        items: List[Dict[str, Any]] = []
+        for index, (lang, record) in enumerate(examples):
+            items.extend(self.make_items(index, lang, ids[lang], record, split))
+        if not items:
+            raise FinetuneDataError(f"split {split!r}: no usable example")
+        languages = list(ids)
+        dataset = FinetuneDataset(items, self.dictionary.pad(), self.collate_extra, shuffle=split == "train",
+                                  languages=languages, num_examples=len(examples))
+        dataset.examples = examples
+        counts = {lang: sum(1 for l, _ in examples if l == lang) for lang in languages}
+        logger.info("%s: %s examples, %d model inputs (max length %d)", split,
+                    ", ".join(f"{lang} {n}" for lang, n in counts.items()), len(items), self.effective_max_length)
+        self.datasets[split] = dataset
+        return dataset
+
+    # ------------------------------------------------------------------ metrics
+
+    def metric_names(self) -> Tuple[str, ...]:
+        raise NotImplementedError
+
+    def score_language(self, lang: str, predictions: List[Any]) -> Dict[str, float]:
+        """Scores (percentages) of one language's collected predictions."""
+        raise NotImplementedError
+
+    def score_items(self, items: Sequence[Any]) -> Dict[str, Dict[str, float]]:
+        """Per-language scores of collected prediction items (``item[1]`` is the language),
+        plus their unweighted averages over all languages (``avg``) and over the
+        languages that are not training languages (``tgt_avg``)."""
+        by_lang: Dict[str, List[Any]] = {}
+        for item in items:
+            by_lang.setdefault(item[1], []).append(item)
+        order = [lang for lang in self.valid_languages + self.test_languages if lang in by_lang]
+        order += [lang for lang in by_lang if lang not in order]
+        scores = {lang: self.score_language(lang, by_lang[lang]) for lang in order}
+        if scores:
+            scores[AVERAGE] = _average(scores.values())
+            targets = [scores[lang] for lang in order if lang not in self.train_languages]
+            if targets:
+                scores[TARGET_AVERAGE] = _average(targets)
+        return scores
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        super().reduce_metrics(logging_outputs, criterion)
+        if not any(PREDICTIONS_KEY in log for log in logging_outputs):
+            return
+        items = [item for log in logging_outputs for item in log.get(PREDICTIONS_KEY, ())]
+        metrics.log_custom(PredictionsMeter, PREDICTIONS_KEY, items)
+        languages = list(dict.fromkeys(item[1] for item in items))
+        keys = languages + [AVERAGE] + ([TARGET_AVERAGE] if any(l not in self.train_languages for l in languages) else [])
+        for key in keys:
+            for metric in self.metric_names():
+                metrics.log_derived(f"{metric}_{key}", self._derived(key, metric))
+
+    def _derived(self, key: str, metric: str):
+        def value(meters) -> float:
+            scores = meters[PREDICTIONS_KEY].scores(self.score_items)
+            return float(scores.get(key, {}).get(metric, 0.0))
+        return value
+
+    def prediction_records(self, items: Sequence[Any], dataset: FinetuneDataset) -> List[Dict[str, Any]]:
+        """One JSON-able record per example with its prediction (for ``xlint evaluate --predictions``)."""
+        raise NotImplementedError
+
+
+def _average(score_dicts) -> Dict[str, float]:
+    score_dicts = list(score_dicts)
+    keys = score_dicts[0].keys()
+    return {key: sum(s[key] for s in score_dicts) / len(score_dicts) for key in keys}
+
+
+class FinetuneCriterion(FairseqCriterion):
+    """Loss logging shared by the fine-tuning criteria (predictions travel in the logs)."""
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        loss_sum = utils.item(sum(log.get("loss", 0) for log in logging_outputs))
+        sample_size = utils.item(sum(log.get("sample_size", 0) for log in logging_outputs))
+        if sample_size > 0:
+            metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return False  # they carry predictions (PREDICTIONS_KEY) during validation
+
+
+# --------------------------------------------------------------------------- evaluation outside fairseq-train
+
+
+def collect_predictions(task: FinetuneTask, model, criterion, dataset: FinetuneDataset, batch_size: int,
+                        use_cuda: bool = False, progress=None) -> List[Any]:
+    """Run ``model`` in eval mode over ``dataset`` exactly as validation does; return the items.
+
+    ``progress`` (optional) is called with the number of batches done and the total.
+    """
+    iterator = task.get_batch_iterator(
+        dataset=dataset, max_sentences=batch_size, max_positions=task.max_positions(),
+        ignore_invalid_inputs=False, seed=1, num_workers=0, disable_iterator_cache=True,
+    ).next_epoch_itr(shuffle=False)
+    model.eval()
+    items: List[Any] = []
+    total = len(iterator)
+    with torch.no_grad():
+        for done, sample in enumerate(iterator, start=1):
+            if use_cuda:
+                sample = utils.move_to_cuda(sample)
+            _, _, logging_output = criterion(model, sample)
+            items.extend(logging_output[PREDICTIONS_KEY])
+            if progress is not None:
+                progress(done, total)
+    return items
+
