@@ -38,10 +38,12 @@ DEMO_RUNS = (
     DemoRun("mono-grc", "Mono", "joint", ("grc",)),
     DemoRun("mono-tr", "Mono", "joint", ("tr",)),
     DemoRun("joint", "Joint (grc+tr+en)", "joint", DEMO_LANGUAGES),
+    DemoRun("ffn", "+ffn", "ffn", DEMO_LANGUAGES),
     DemoRun("adapter", "+adapt", "adapter", DEMO_LANGUAGES),
-    DemoRun("shared-adapter", "+share adapt", "shared_adapter", DEMO_LANGUAGES),
     DemoRun("meta-adapter", "+meta adapt", "meta_adapter", DEMO_LANGUAGES),
 )
+#: POS transfer (Greek -> Turkish) is measured for the multilingual rows
+DOWNSTREAM_SOURCE, DOWNSTREAM_TARGET = "grc", "tr"
 
 
 def last_validation(log_path: Path) -> Dict[str, float]:
@@ -101,7 +103,10 @@ def xlint_script() -> str:
 @click.option("--english-sentences", type=int, default=8000, show_default=True,
               help="English verses kept for training (the pivot would otherwise dominate the CPU budget)")
 @click.option("--vocab-size", type=int, default=8000, show_default=True, help="joint subword vocabulary")
-def demo(workdir: Path, cache_dir: Optional[Path], max_update: int, english_sentences: int, vocab_size: int) -> None:
+@click.option("--finetune-epochs", type=int, default=2, show_default=True,
+              help="POS fine-tuning epochs for the downstream table (0 skips it)")
+def demo(workdir: Path, cache_dir: Optional[Path], max_update: int, english_sentences: int, vocab_size: int,
+         finetune_epochs: int) -> None:
     """Fetch real Greek/Turkish/English text, preprocess, pretrain tiny models, print perplexities.
 
     Re-running reuses the data, the preprocessed corpus and every finished run.
@@ -124,11 +129,20 @@ def demo(workdir: Path, cache_dir: Optional[Path], max_update: int, english_sent
     results: Dict[str, Dict[str, float]] = {}
     for run in DEMO_RUNS:
         results[run.name] = pretrain_run(corpus, workdir / "runs" / run.name, run, max_update)
-    table = perplexity_table(results, DEMO_LANGUAGES)
-    write_json_atomic(workdir / "results.json", results)
-    (workdir / "results.md").write_text(table + "\n", encoding="utf-8")
-    click.echo("\nValidation perplexity per language (lower is better; shared vocabulary):\n")
-    click.echo(table)
+    downstream: Dict[str, Dict[str, Dict[str, float]]] = {}
+    if finetune_epochs > 0:
+        for run in DEMO_RUNS:
+            if DOWNSTREAM_TARGET in run.languages and DOWNSTREAM_SOURCE in run.languages:
+                downstream[run.row] = pos_transfer_run(corpus, workdir, run, data.pos, finetune_epochs)
+    tables = ["Validation perplexity per language (lower is better; shared vocabulary):\n",
+              perplexity_table(results, DEMO_LANGUAGES)]
+    if downstream:
+        tables += [f"\nPOS test accuracy / seqeval F1 (fine-tuned on {DOWNSTREAM_SOURCE} or {DOWNSTREAM_TARGET}; "
+                   "zero-shot: trained on grc, tested on tr):\n", downstream_table(downstream)]
+    report = "\n".join(tables)
+    write_json_atomic(workdir / "results.json", {"pretraining": results, "downstream": downstream})
+    (workdir / "results.md").write_text(report + "\n", encoding="utf-8")
+    click.echo("\n" + report)
     click.echo(f"\nresults: {workdir / 'results.md'}, logs: {workdir / 'runs'}/*/train.log")
 
 
@@ -149,3 +163,29 @@ def pretrain_run(corpus: Path, run_dir: Path, run: DemoRun, max_update: int) -> 
     result = last_validation(log_file)
     write_json_atomic(result_file, result)
     return result
+
+
+def pos_transfer_run(corpus: Path, workdir: Path, run: DemoRun, pos_paths, epochs: int) -> Dict[str, Dict[str, float]]:
+    """Greek -> Turkish POS transfer with one pretrained model (reused when its results exist)."""
+    from .commands_finetune import run_pos_transfer_demo
+
+    result_file = workdir / "downstream" / run.name / "result.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text(encoding="utf-8"))
+    click.echo(f"\n== POS transfer with {run.row}", err=True)
+    result = run_pos_transfer_demo(corpus, workdir / "runs" / run.name / "checkpoints" / "checkpoint_last.pt",
+                                   pos_paths, workdir / "downstream" / run.name, source=DOWNSTREAM_SOURCE,
+                                   target=DOWNSTREAM_TARGET, max_epochs=epochs, cpu_threads=1,
+                                   pos_data=workdir / "pos-data")
+    table = result["table"]
+    write_json_atomic(result_file, table)
+    return table
+
+
+def downstream_table(downstream: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    columns = [f"{DOWNSTREAM_SOURCE} within", f"{DOWNSTREAM_TARGET} zero-shot", f"{DOWNSTREAM_TARGET} within"]
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for row, scores in downstream.items():
+        cells = [f"{scores[c]['acc']:.1f} / {scores[c]['f1']:.1f}" if c in scores else "–" for c in columns]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

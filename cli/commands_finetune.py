@@ -843,12 +843,13 @@ def evaluate(checkpoint: Path, data: Optional[Path], split: str, languages: Opti
 def run_pos_transfer_demo(corpus_dir: Path, checkpoint: Path, pos_paths: Dict[str, Dict[str, Path]],
                           workdir: Path, source: str = "grc", target: str = "tr", max_epochs: int = 2,
                           lr: float = 5e-4, batch_size: int = 32, max_train_examples: int = 2000, seed: int = 1,
-                          cpu_threads: Optional[int] = None, quiet: bool = True) -> Dict[str, Any]:
+                          cpu_threads: Optional[int] = None, quiet: bool = True,
+                          pos_data: Optional[Path] = None) -> Dict[str, Any]:
     """POS transfer on the demo data: fine-tune on ``source`` (tested on ``source``: within-language,
     and ``target``: zero-shot) and on ``target`` (within-language); returns the scores.
 
     ``pos_paths[lang][split]`` are the demo's CoNLL files (``fetch_demo_data().pos``);
-    they are converted once into ``workdir/pos-data``.  Result::
+    they are converted once into ``pos_data`` (default ``workdir/pos-data``).  Result::
 
         {"zero_shot": <evaluate result of the source-trained model on both test sets>,
          "within_target": <evaluate result of the target-trained model>,
@@ -858,7 +859,7 @@ def run_pos_transfer_demo(corpus_dir: Path, checkpoint: Path, pos_paths: Dict[st
     from ..preprocess.finetune_convert import InputSpec, convert, reader_for
 
     workdir = Path(workdir)
-    data = workdir / "pos-data"
+    data = Path(pos_data) if pos_data is not None else workdir / "pos-data"
     if not (data / "meta.json").is_file():
         specs = [InputSpec(lang, split, Path(pos_paths[lang][split])) for lang in (source, target)
                  for split in ("train", "dev", "test")]

@@ -224,8 +224,14 @@ class XlmAdapterLayer(nn.Module):
         )
 
 
-def routes_for(src_lang_id: Optional[torch.Tensor], batch_size: int) -> Routes:
-    """Group a batch's rows by language; a single-language batch routes all rows at once."""
+def routes_for(src_lang_id: Optional[torch.Tensor], batch_size: int, batch_lang_id: Optional[int] = None) -> Routes:
+    """Group a batch's rows by language; a single-language batch routes all rows at once.
+
+    ``batch_lang_id`` (a Python int that collaters of single-language batches may add to
+    ``net_input``) skips inspecting ``src_lang_id``, which would wait for the GPU.
+    """
+    if batch_lang_id is not None and batch_lang_id >= 0:
+        return [(int(batch_lang_id), None)]
     if src_lang_id is None:
         raise ValueError("xlm_adapter needs net_input['src_lang_id'] (one language index per sentence)")
     present = torch.unique(src_lang_id).tolist()
@@ -258,19 +264,21 @@ class XlmAdapterEncoder(FairseqEncoder):
         features_only: bool = False,
         return_all_hiddens: bool = False,
         masked_tokens: Optional[torch.Tensor] = None,
+        batch_lang_id: Optional[int] = None,
         **unused,
     ):
-        features, inner_states = self.extract_features(src_tokens, src_lang_id, return_all_hiddens)
+        features, inner_states = self.extract_features(src_tokens, src_lang_id, return_all_hiddens, batch_lang_id)
         extra = {"inner_states": inner_states}
         if features_only:
             return features, extra
         return self.lm_head(features, masked_tokens=masked_tokens), extra
 
     def extract_features(
-        self, src_tokens: torch.Tensor, src_lang_id: Optional[torch.Tensor], return_all_hiddens: bool = False
+        self, src_tokens: torch.Tensor, src_lang_id: Optional[torch.Tensor], return_all_hiddens: bool = False,
+        batch_lang_id: Optional[int] = None,
     ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Return features ``B x T x C`` and, if asked, every layer's ``T x B x C`` states."""
-        routes = routes_for(src_lang_id, src_tokens.size(0))
+        routes = routes_for(src_lang_id, src_tokens.size(0), batch_lang_id)
         padding_mask = src_tokens.eq(self.padding_idx)
         has_pads = bool(padding_mask.any())
         x = self.embed_tokens(src_tokens) + self.embed_positions(src_tokens)
@@ -393,12 +401,14 @@ class XlmAdapterModel(FairseqEncoderModel):
         return self.encoder.languages
 
     def forward(self, src_tokens, src_lengths=None, src_lang_id=None, features_only=False,
-                return_all_hiddens=False, masked_tokens=None, head: Optional[str] = None, **kwargs):
+                return_all_hiddens=False, masked_tokens=None, head: Optional[str] = None,
+                batch_lang_id: Optional[int] = None, **kwargs):
         """MLM logits (default), encoder features (``features_only``) or a task head's logits."""
         out, extra = self.encoder(
             src_tokens,
             src_lengths=src_lengths,
             src_lang_id=src_lang_id,
+            batch_lang_id=batch_lang_id,
             features_only=features_only or head is not None,
             return_all_hiddens=return_all_hiddens,
             masked_tokens=masked_tokens,

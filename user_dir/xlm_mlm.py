@@ -107,6 +107,7 @@ class MultilingualSplit(ConcatDataset):
         if batch:
             lang_ids = batch["net_input"]["src_lang_id"]
             batch["language"] = int(lang_ids[0]) if bool((lang_ids == lang_ids[0]).all()) else -1
+            batch["net_input"]["batch_lang_id"] = batch["language"]  # routing without a GPU sync
         return batch
 
 
