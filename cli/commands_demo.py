@@ -159,7 +159,9 @@ def pretrain_run(corpus: Path, run_dir: Path, run: DemoRun, max_update: int) -> 
     command = fairseq_train_command(corpus, options)
     click.echo(f"\n== {run.row} ({', '.join(run.languages)})\n+ " + shlex.join(command), err=True)
     log_file = run_dir / "train.log"
-    run_command(command, log_file=log_file, echo=False, quiet=True)
+    # one thread: tiny models gain nothing from a second one, and two threads spinning on a
+    # busy 2-core machine run many times slower
+    run_command(command, log_file=log_file, echo=False, quiet=True, env={"OMP_NUM_THREADS": "1"})
     result = last_validation(log_file)
     write_json_atomic(result_file, result)
     return result

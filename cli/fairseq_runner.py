@@ -51,11 +51,14 @@ def fairseq_train_command(data: Union[str, Path], options: Dict[str, OptionValue
 
 
 def run_command(command: Sequence[str], log_file: Optional[Path] = None, echo: bool = True,
-                quiet: bool = False) -> None:
-    """Run a command, streaming its output (and teeing it to ``log_file``); fail with one line."""
+                quiet: bool = False, env: Optional[Dict[str, str]] = None) -> None:
+    """Run a command, streaming its output (and teeing it to ``log_file``); fail with one line.
+
+    ``env`` adds to (and overrides) this process's environment.
+    """
     if echo:
         click.echo("+ " + shlex.join(command), err=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     log = open(log_file, "w", encoding="utf-8") if log_file else None
     try:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

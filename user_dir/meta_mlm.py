@@ -72,6 +72,10 @@ class MetaMlmConfig(XlmMlmConfig):
         default=0.0, metadata={"help": "clip grad_phi V to this norm before the phi step (0: no clipping)"})
     meta_dev_subset: str = field(
         default="metadev", metadata={"help": "split that provides meta-dev batches (never the validation set)"})
+    meta_dev_max_tokens: Optional[int] = field(
+        default=None, metadata={"help": "tokens per meta-dev batch (default: --max-tokens); smaller is cheaper"})
+    meta_dev_batch_size: Optional[int] = field(
+        default=None, metadata={"help": "sentences per meta-dev batch (default: --batch-size)"})
     max_tokens: Optional[int] = II("dataset.max_tokens")
     batch_size: Optional[int] = II("dataset.batch_size")
 
@@ -208,7 +212,9 @@ class MetaMlmTask(XlmMlmTask):
             self._metadev_batches = {k: v for k, v in self._metadev_batches.items() if k[0] != lang_index}
             rng = np.random.default_rng([self.cfg.seed, 104729, lang_index, stream_epoch])
             self._metadev_batches[key] = self._language_batches(
-                dataset, lang_index, rng, max_tokens=self.cfg.max_tokens, max_sentences=self.cfg.batch_size,
+                dataset, lang_index, rng,
+                max_tokens=_first_set(self.cfg.meta_dev_max_tokens, self.cfg.max_tokens),
+                max_sentences=_first_set(self.cfg.meta_dev_batch_size, self.cfg.batch_size),
                 max_positions=self.cfg.tokens_per_sample, ignore_invalid_inputs=True,
                 required_batch_size_multiple=1)
         return self._metadev_batches[key]
@@ -322,6 +328,10 @@ class MetaMlmTask(XlmMlmTask):
             if key == "meta_loss":
                 mean /= math.log(2)  # base 2, like fairseq's loss
             metrics.log_scalar(key, mean, steps, priority=900, round=6 if "norm" in key else 4)
+
+
+def _first_set(*values):
+    return next((v for v in values if v is not None), None)
 
 
 def _math_attention_if(condition: bool):
