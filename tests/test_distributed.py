@@ -24,6 +24,7 @@ WORLD_SIZE = 2
 
 _WRAPPER = textwrap.dedent(
     """
+    import copy
     import sys
     import torch
     from fairseq import trainer as trainer_module
@@ -35,7 +36,7 @@ _WRAPPER = textwrap.dedent(
     def recording_init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         seen["trainer"] = self
-        seen["initial"] = {k: v.detach().clone() for k, v in self.get_model().state_dict().items()}
+        seen["initial"] = {k: copy.deepcopy(v) for k, v in self.get_model().state_dict().items()}
 
     trainer_module.Trainer.__init__ = recording_init
 
@@ -49,7 +50,7 @@ _WRAPPER = textwrap.dedent(
         "world_size": trainer.data_parallel_world_size,
         "num_updates": trainer.get_num_updates(),
         "initial": seen["initial"],
-        "final": {k: v.detach().clone() for k, v in trainer.get_model().state_dict().items()},
+        "final": {k: copy.deepcopy(v) for k, v in trainer.get_model().state_dict().items()},
     }, dump_path)
     """
 )
@@ -61,7 +62,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ddp(data_dir: Path, save_dir: Path, work: Path, max_update: int, tag: str) -> list:
+def run_ddp(data_dir: Path, save_dir: Path, work: Path, max_update: int, tag: str, *extra: str) -> list:
     wrapper = work / "ddp_wrapper.py"
     wrapper.write_text(_WRAPPER)
     port = free_port()
@@ -72,7 +73,7 @@ def run_ddp(data_dir: Path, save_dir: Path, work: Path, max_update: int, tag: st
         argv = fairseq_train_command(
             data_dir, save_dir, "--distributed-world-size", str(WORLD_SIZE), "--distributed-rank", str(rank),
             "--distributed-no-spawn", "--distributed-init-method", f"tcp://127.0.0.1:{port}",
-            "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp",
+            "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp", *extra,
             variant="adapter", max_update=max_update,
         )[3:]  # drop "python -m fairseq_cli.train": the wrapper calls cli_main itself
         procs.append(subprocess.Popen([sys.executable, str(wrapper), str(dump), *argv], cwd=work,
@@ -126,3 +127,16 @@ def test_two_process_gloo_training_keeps_ranks_identical(tiny_mlm_data, tmp_path
     assert "Loaded checkpoint" in (tmp_path / "resumed_rank0.log").read_text()
     assert_same_parameters(resumed[0]["final"], resumed[1]["final"])
     assert moved(first[0]["final"], resumed[0]["final"])
+
+
+def test_two_process_meta_mlm_keeps_theta_and_every_phi_identical(tiny_mlm_data, tmp_path):
+    """meta_mlm averages the meta-gradient over ranks: theta and every language's phi agree."""
+    runs = run_ddp(tiny_mlm_data.path, tmp_path / "ckpt", tmp_path, 8, "meta", "--task", "meta_mlm")
+    tensors = [{k: v for k, v in d["final"].items() if not k.endswith("_extra_state")} for d in runs]
+    assert_same_parameters(tensors[0], tensors[1])
+    for lang in tiny_mlm_data.languages:
+        phi = [k for k in tensors[0] if f".per_language.{lang}." in k]
+        assert phi and moved({k: runs[0]["initial"][k] for k in phi}, {k: tensors[0][k] for k in phi}), lang
+    streams = [d["final"]["meta_state._extra_state"]["streams"] for d in runs]
+    assert streams[0] == streams[1] and streams[0]
+    assert "meta_skipped" in (tmp_path / "meta_rank0.log").read_text()

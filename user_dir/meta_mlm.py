@@ -194,13 +194,13 @@ class MetaMlmTask(XlmMlmTask):
         stream_epoch, position = streams.setdefault(lang, [1, 0])
         rank, ranks = data_parallel_rank_and_size()
         batches = self._metadev_stream_batches(dataset, lang_index, stream_epoch)
-        if position + ranks > len(batches):
+        if position >= len(batches):
             stream_epoch, position = stream_epoch + 1, 0
             batches = self._metadev_stream_batches(dataset, lang_index, stream_epoch)
-            if ranks > len(batches):
-                raise ValueError(f"the {split} split of {lang} has {len(batches)} batches, fewer than "
-                                 f"the {ranks} data-parallel ranks")
-        indices = batches[position + rank]
+        if not batches:
+            raise ValueError(f"the {split} split of {lang} has no batch: preprocess with --metadev-size > 0")
+        # each rank takes its own batch; a split with fewer batches than ranks wraps around
+        indices = batches[(position + rank) % len(batches)]
         streams[lang] = [stream_epoch, position + ranks]
         dataset.set_epoch(stream_epoch)
         sample = dataset.collater([dataset[int(i)] for i in indices])
