@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "plain xlm_mlm (+adapt)": ["--task", "xlm_mlm"],
     "meta_mlm finite-difference": ["--task", "meta_mlm", "--meta-second-order", "finite-difference"],
+    "meta_mlm forward-difference": ["--task", "meta_mlm", "--meta-fd-scheme", "forward"],
+    "meta_mlm forward-difference, half-size meta-dev batches": ["--task", "meta_mlm", "--meta-fd-scheme",
+                                                                "forward", "--meta-dev-max-tokens", "HALF"],
     "meta_mlm exact": ["--task", "meta_mlm", "--meta-second-order", "exact"],
 }
 
@@ -72,7 +75,8 @@ def measure(args) -> dict:
     argv = [args.data, "--user-dir", str(REPO / "user_dir"), "--arch", args.arch, "--language-specific", "adapter",
             "--criterion", "masked_lm", "--optimizer", "adam", "--lr", "1e-4", "--max-tokens", str(args.tokens),
             "--tokens-per-sample", "128", "--sample-break-mode", "none", "--seed", "1",
-            *(["--cpu"] if args.device == "cpu" else []), *json.loads(args.config)]
+            *(["--cpu"] if args.device == "cpu" else []),
+            *[str(args.tokens // 2) if a == "HALF" else a for a in json.loads(args.config)]]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
     task = tasks.setup_task(cfg.task)
     task.load_dataset("train")

@@ -67,6 +67,17 @@ def test_finite_difference_agrees_with_independent_hypergradient(lang):
     assert result.second_order_norm > 0
 
 
+@pytest.mark.parametrize("lang", [0, 1])
+def test_forward_difference_agrees_with_independent_hypergradient(lang):
+    theta, phis, x_train, x_dev = _problem(seed=3)
+    train, terms = _closures(theta, phis, x_train, x_dev, lang)
+    result = compute_meta_gradient(theta, phis[lang], train, terms, beta=BETA, mode="finite-difference",
+                                   fd_scheme="forward")
+    expected = _oracle(theta, phis, x_train, x_dev, lang)
+    assert torch.nn.functional.cosine_similarity(result.grads[0], expected, dim=0) >= 0.99
+    assert (result.grads[0] - expected).norm() / expected.norm() < 2e-2
+
+
 def test_first_order_is_the_direct_term_only():
     theta, phis, x_train, x_dev = _problem(seed=5)
     train, terms = _closures(theta, phis, x_train, x_dev, 0)

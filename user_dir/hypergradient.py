@@ -12,7 +12,10 @@ The mixed second-order term is computed in one of three ways:
 
 ``finite-difference`` (the paper's Eq. 8, as in DARTS)
     H . v ~= [grad_phi L_train(theta + eps v) - grad_phi L_train(theta - eps v)] / (2 eps),
-    eps = epsilon_scale / ||v||.
+    eps = epsilon_scale / ||v|| (``fd_scheme="central"``, the default); or the one-sided
+    H . v ~= [grad_phi L_train(theta + eps v) - grad_phi L_train(theta)] / eps
+    (``fd_scheme="forward"``), whose second term comes free with the virtual step's
+    backward pass: one network pass fewer, first-order instead of second-order accurate.
 ``exact``
     double backpropagation through the virtual step (memory: the whole bilevel graph).
 ``first-order``
@@ -31,6 +34,7 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 import torch
 
 SECOND_ORDER_MODES = ("finite-difference", "exact", "first-order")
+FD_SCHEMES = ("central", "forward")
 
 #: a loss closure; with a mapping it evaluates the model with those parameters substituted
 LossFn = Callable[[Optional[Mapping[str, torch.Tensor]]], torch.Tensor]
@@ -99,6 +103,7 @@ def compute_meta_gradient(
     beta: float,
     mode: str = "finite-difference",
     epsilon_scale: float = 0.01,
+    fd_scheme: str = "central",
 ) -> MetaGradient:
     """grad_phi V for one meta step; see the module docstring.
 
@@ -107,19 +112,25 @@ def compute_meta_gradient(
     """
     if mode not in SECOND_ORDER_MODES:
         raise ValueError(f"unknown second-order mode {mode!r}; choose from {SECOND_ORDER_MODES}")
+    if fd_scheme not in FD_SCHEMES:
+        raise ValueError(f"unknown finite-difference scheme {fd_scheme!r}; choose from {FD_SCHEMES}")
     phi_params = list(phi.values())
     with requiring_grad(phi_params):
         if mode == "exact":
             return _exact_meta_gradient(theta, phi_params, train_loss, meta_losses, beta)
-        return _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale)
+        return _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale,
+                                           fd_scheme)
 
 
-def _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale):
+def _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale, fd_scheme):
     clock = _Clock()
     theta_params = list(theta.values())
     backup = [p.detach().clone() for p in theta_params]
 
-    grad_theta = _grads(train_loss(None), theta_params)
+    one_sided = mode == "finite-difference" and fd_scheme == "forward"
+    grads_at_theta = _grads(train_loss(None), theta_params + (phi_params if one_sided else []))
+    grad_theta, grad_phi_at_theta = grads_at_theta[: len(theta_params)], grads_at_theta[len(theta_params):]
+    del grads_at_theta
     with perturbed(theta_params, backup):
         with torch.no_grad():
             for p, g in zip(theta_params, grad_theta):
@@ -142,9 +153,12 @@ def _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta
     if mode == "finite-difference" and float(v_norm) > 0:
         epsilon = epsilon_scale / float(v_norm)
         plus = _train_grad_at(theta_params, backup, v, +epsilon, phi_params, train_loss)
-        minus = _train_grad_at(theta_params, backup, v, -epsilon, phi_params, train_loss)
+        if one_sided:
+            minus, step = grad_phi_at_theta, epsilon
+        else:
+            minus, step = _train_grad_at(theta_params, backup, v, -epsilon, phi_params, train_loss), 2 * epsilon
         for out, gp, gm in zip(second_order, plus, minus):
-            out.copy_((gp - gm) / (2 * epsilon)).mul_(-beta)  # -beta * H . v
+            out.copy_((gp - gm) / step).mul_(-beta)  # -beta * H . v
     clock.lap("second_order")
     grads = [d + s for d, s in zip(direct, second_order)]
     return MetaGradient(grads, meta_loss, _norm(direct), _norm(second_order), clock.seconds)

@@ -40,7 +40,7 @@ from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import register_task
 from omegaconf import II
 
-from .hypergradient import SECOND_ORDER_MODES, compute_meta_gradient
+from .hypergradient import FD_SCHEMES, SECOND_ORDER_MODES, compute_meta_gradient
 from .xlm_mlm import MultilingualSplit, XlmMlmConfig, XlmMlmTask
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,10 @@ class MetaMlmConfig(XlmMlmConfig):
     )
     meta_fd_epsilon: float = field(
         default=0.01, metadata={"help": "finite-difference step eps = this / ||grad_theta' V|| (DARTS)"})
+    meta_fd_scheme: str = field(
+        default="central",
+        metadata={"help": "finite difference: central (paper, Eq. 8; two extra passes) or forward "
+                          "(one extra pass, reusing the virtual step's backward; less accurate)"})
     meta_beta: float = field(
         default=-1.0, metadata={"help": "virtual-step size beta; <0 follows theta's scheduled lr (paper)"})
     meta_phi_optimizer: str = field(
@@ -141,6 +145,8 @@ class MetaMlmTask(XlmMlmTask):
         super().__init__(cfg, dictionary)
         if cfg.meta_second_order not in SECOND_ORDER_MODES:
             raise ValueError(f"--meta-second-order must be one of {SECOND_ORDER_MODES}")
+        if cfg.meta_fd_scheme not in FD_SCHEMES:
+            raise ValueError(f"--meta-fd-scheme must be one of {FD_SCHEMES}")
         if cfg.meta_phi_optimizer not in ("adam", "sgd"):
             raise ValueError("--meta-phi-optimizer must be adam or sgd")
         self._metadev_batches: Dict[int, List[np.ndarray]] = {}
@@ -254,7 +260,7 @@ class MetaMlmTask(XlmMlmTask):
         with _math_attention_if(cfg.meta_second_order == "exact"):
             result = compute_meta_gradient(theta, phi, train_loss, [meta_term(j) for j in range(num_languages)],
                                            beta=beta, mode=cfg.meta_second_order,
-                                           epsilon_scale=cfg.meta_fd_epsilon)
+                                           epsilon_scale=cfg.meta_fd_epsilon, fd_scheme=cfg.meta_fd_scheme)
         started = time.perf_counter()
         grads = self._average_over_ranks(result.grads, weight=0.0 if ignore_grad else 1.0)
         update_norm, skipped = 0.0, 0
