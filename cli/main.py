@@ -6,9 +6,13 @@ and ``xlint user-dir`` answer at once instead of importing torch and fairseq.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Dict, List, Optional, Tuple
 
 import click
+
+# fairseq announces at import that tensorboardX is missing; xlint does not use tensorboard
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 #: command name -> (module under xlint.cli, attribute, one-line help for listings)
 COMMANDS: Dict[str, Tuple[str, str, str]] = {
