@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import PreprocessError
-from .textio import atomic_text_writer
+from .textio import UTF8_BOM, atomic_text_writer, read_numbered_user_lines
 
-UTF8_BOM = b"\xef\xbb\xbf"
+
 
 IobPolicy = Literal["strict", "repair", "off"]
 """How tag readers treat IOB2: ``strict`` rejects an ``I-X`` that does not continue
@@ -139,19 +139,10 @@ def _read_bytes(path: Path) -> bytes:
 def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, text)`` for each line of a UTF-8 file, without its line ending."""
     try:
-        handle = open(path, "rb")
+        lines = read_numbered_user_lines(path, error=lambda file, line, problem: FormatError(file, problem, line=line))
+        yield from lines
     except OSError as error:
         raise FormatError(path, f"cannot read the file ({error.strerror})") from None
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1 and raw.startswith(UTF8_BOM):
-                raw = raw[len(UTF8_BOM):]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise FormatError(path, f"invalid UTF-8 ({error.reason} at byte {error.start} of the line)",
-                                  line=number) from None
-            yield number, text.rstrip("\r\n")
 
 
 def _blocks(lines: Iterable[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from .errors import PreprocessError
 
@@ -29,12 +29,19 @@ def check_input_file(path: Path, what: str) -> None:
         raise PreprocessError(f"{what}: input file {path} is empty")
 
 
-def read_user_lines(path: Path) -> Iterator[str]:
-    """Yield the lines of a user's UTF-8 text file without their line ending.
+def _line_error(path: Path, line_number: int, problem: str) -> Exception:
+    return PreprocessError(f"{path}:{line_number}: {problem}")
+
+
+def read_numbered_user_lines(
+    path: Path, error: Callable[[Path, int, str], Exception] = _line_error
+) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, text)`` for the lines of a user's UTF-8 text file, without line endings.
 
     A UTF-8 byte-order mark at the start of the file is dropped.  Invalid UTF-8
-    raises :class:`PreprocessError` naming the file, the 1-based line number and
-    the byte offset within that line.  Only ``\\n`` (and ``\\r\\n``) end a line.
+    raises ``error(path, line number, problem)`` (a :class:`PreprocessError` naming
+    the file, the 1-based line and the byte offset by default).  Only ``\\n`` (and
+    ``\\r\\n``) end a line.
     """
     with open(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
@@ -42,11 +49,16 @@ def read_user_lines(path: Path) -> Iterator[str]:
                 raw = raw[len(UTF8_BOM):]
             try:
                 text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise PreprocessError(
-                    f"{path}:{line_number}: invalid UTF-8 ({error.reason} at byte {error.start} of the line)"
-                ) from None
-            yield text.rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise error(path, line_number,
+                            f"invalid UTF-8 ({err.reason} at byte {err.start} of the line)") from None
+            yield line_number, text.rstrip("\r\n")
+
+
+def read_user_lines(path: Path) -> Iterator[str]:
+    """The lines of a user's UTF-8 text file (see :func:`read_numbered_user_lines`)."""
+    for _, text in read_numbered_user_lines(path):
+        yield text
 
 
 def read_own_lines(path: Path) -> Iterator[str]:
