@@ -26,8 +26,6 @@ from typing import Any, Literal
 from .errors import PreprocessError
 from .textio import UTF8_BOM, atomic_text_writer, read_numbered_user_lines
 
-
-
 IobPolicy = Literal["strict", "repair", "off"]
 """How tag readers treat IOB2: ``strict`` rejects an ``I-X`` that does not continue
 an ``X`` entity, ``repair`` turns it into ``B-X`` (which also converts IOB1 files
