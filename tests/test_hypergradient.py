@@ -46,11 +46,12 @@ def _closures(theta, phis, x_train, x_dev, lang):
     return train, terms
 
 
+@pytest.mark.parametrize("mode", ["exact", "hvp"])
 @pytest.mark.parametrize("lang", [0, 1])
-def test_exact_mode_matches_independent_hypergradient(lang):
+def test_exact_modes_match_independent_hypergradient(lang, mode):
     theta, phis, x_train, x_dev = _problem()
     train, terms = _closures(theta, phis, x_train, x_dev, lang)
-    result = compute_meta_gradient(theta, phis[lang], train, terms, beta=BETA, mode="exact")
+    result = compute_meta_gradient(theta, phis[lang], train, terms, beta=BETA, mode=mode)
     expected = _oracle(theta, phis, x_train, x_dev, lang)
     torch.testing.assert_close(result.grads[0], expected, rtol=1e-10, atol=1e-12)
 
@@ -88,7 +89,7 @@ def test_first_order_is_the_direct_term_only():
     assert not torch.allclose(first.grads[0], exact.grads[0])
 
 
-@pytest.mark.parametrize("mode", ["finite-difference", "first-order", "exact"])
+@pytest.mark.parametrize("mode", ["hvp", "finite-difference", "first-order", "exact"])
 def test_theta_restored_bit_exactly_and_grads_untouched(mode):
     theta, phis, x_train, x_dev = _problem(seed=7)
     for p in theta.values():
@@ -109,3 +110,13 @@ def test_unknown_mode_rejected():
     train, terms = _closures(theta, phis, x_train, x_dev, 0)
     with pytest.raises(ValueError, match="second-order mode"):
         compute_meta_gradient(theta, phis[0], train, terms, beta=BETA, mode="second")
+
+
+def test_perturbation_survival_is_reported():
+    """A virtual step below half precision's spacing rounds back to theta: the fraction says so."""
+    theta, phis, x_train, x_dev = _problem(seed=9)
+    train, terms = _closures(theta, phis, x_train, x_dev, 0)
+    full = compute_meta_gradient(theta, phis[0], train, terms, beta=BETA, mode="finite-difference")
+    assert float(full.virtual_step_changed) == 1.0 and float(full.fd_step_changed) == 1.0
+    tiny = compute_meta_gradient(theta, phis[0], train, terms, beta=1e-30, mode="hvp")
+    assert float(tiny.virtual_step_changed) == 0.0 and tiny.fd_step_changed is None

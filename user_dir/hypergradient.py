@@ -8,23 +8,33 @@ language i, a mean training loss L_train^i and meta-dev losses L_val^j:
     grad_phi V = dV/dphi_i |theta'  -  beta * H_{phi_i,theta} L_train^i(theta, phi_i) . v,
                  v = grad_theta' V                                                 (Eq. 3)
 
-The mixed second-order term is computed in one of three ways:
+The mixed second-order term H . v is computed in one of four ways (``mode``):
 
+``hvp`` (the default of ``meta_mlm``)
+    the exact mixed product H . v = grad_phi (grad_theta L_train^i(theta, phi_i) . v),
+    by double backward at theta: one pass with ``create_graph``, no epsilon, no weight
+    perturbed, so it survives any weight precision.
 ``finite-difference`` (the paper's Eq. 8, as in DARTS)
     H . v ~= [grad_phi L_train(theta + eps v) - grad_phi L_train(theta - eps v)] / (2 eps),
-    eps = epsilon_scale / ||v|| (``fd_scheme="central"``, the default); or the one-sided
+    eps = epsilon_scale / ||v|| (``fd_scheme="central"``); or the one-sided
     H . v ~= [grad_phi L_train(theta + eps v) - grad_phi L_train(theta)] / eps
     (``fd_scheme="forward"``), whose second term comes free with the virtual step's
     backward pass: one network pass fewer, first-order instead of second-order accurate.
 ``exact``
-    double backpropagation through the virtual step (memory: the whole bilevel graph).
+    double backpropagation through the whole virtual step (memory: the bilevel graph).
 ``first-order``
     the term is dropped (an ablation).
+
+Every evaluation of L_train^i must see the same stochastic function (dropout masks):
+the caller's closures are responsible for that (``meta_mlm`` re-seeds the generator
+before each one); a difference of gradients under different masks is mask noise.
 
 theta is modified in place for the virtual and finite-difference steps and always
 restored bit-exactly from a copy; gradients are taken with ``torch.autograd.grad``,
 so the ``.grad`` fields (e.g. gradients accumulated over ``--update-freq``) are
-never touched.
+never touched.  How much of each in-place perturbation survived rounding is
+reported (the fraction of theta's elements that changed): in half precision a
+virtual step or an eps-step can round back to theta exactly.
 """
 import contextlib
 import time
@@ -33,8 +43,10 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import torch
 
-SECOND_ORDER_MODES = ("finite-difference", "exact", "first-order")
+SECOND_ORDER_MODES = ("hvp", "finite-difference", "exact", "first-order")
 FD_SCHEMES = ("central", "forward")
+#: modes that differentiate twice (the fused attention kernels have no double backward)
+DOUBLE_BACKWARD_MODES = ("hvp", "exact")
 
 #: a loss closure; with a mapping it evaluates the model with those parameters substituted
 LossFn = Callable[[Optional[Mapping[str, torch.Tensor]]], torch.Tensor]
@@ -49,6 +61,10 @@ class MetaGradient:
     direct_norm: torch.Tensor
     second_order_norm: torch.Tensor
     seconds: Dict[str, float] = field(default_factory=dict)
+    #: fraction of theta's elements changed by the virtual step (1.0: nothing rounded away)
+    virtual_step_changed: Optional[torch.Tensor] = None
+    #: fraction of theta's elements changed by the +eps v step (finite differences only)
+    fd_step_changed: Optional[torch.Tensor] = None
 
 
 def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -58,6 +74,11 @@ def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 def _grads(output: torch.Tensor, inputs: Sequence[torch.Tensor], **kwargs) -> List[torch.Tensor]:
     grads = torch.autograd.grad(output, list(inputs), allow_unused=True, **kwargs)
     return [torch.zeros_like(p) if g is None else g for p, g in zip(inputs, grads)]
+
+
+def _changed_fraction(after: Sequence[torch.Tensor], before: Sequence[torch.Tensor]) -> torch.Tensor:
+    changed = sum((a.detach() != b).sum().double() for a, b in zip(after, before))
+    return changed / max(sum(a.numel() for a in after), 1)
 
 
 @contextlib.contextmanager
@@ -84,13 +105,30 @@ def perturbed(params: Sequence[torch.Tensor], backup: Sequence[torch.Tensor]) ->
                 p.copy_(saved)
 
 
+def double_backward_attention(enabled: bool):
+    """The math SDPA kernel where a mode differentiates twice (fused kernels cannot)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 class _Clock:
-    def __init__(self) -> None:
+    """Wall time per phase; synchronises CUDA first so that a lap measures finished work."""
+
+    def __init__(self, device: torch.device) -> None:
         self.seconds: Dict[str, float] = {}
-        self._start = time.perf_counter()
+        self._cuda = device.type == "cuda"
+        self._start = self._now()
+
+    def _now(self) -> float:
+        if self._cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
     def lap(self, phase: str) -> None:
-        now = time.perf_counter()
+        now = self._now()
         self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._start
         self._start = now
 
@@ -101,7 +139,7 @@ def compute_meta_gradient(
     train_loss: LossFn,
     meta_losses: Sequence[LossFn],
     beta: float,
-    mode: str = "finite-difference",
+    mode: str = "hvp",
     epsilon_scale: float = 0.01,
     fd_scheme: str = "central",
 ) -> MetaGradient:
@@ -118,13 +156,14 @@ def compute_meta_gradient(
     with requiring_grad(phi_params):
         if mode == "exact":
             return _exact_meta_gradient(theta, phi_params, train_loss, meta_losses, beta)
-        return _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale,
-                                           fd_scheme)
+        return _stepwise_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale,
+                                       fd_scheme)
 
 
-def _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale, fd_scheme):
-    clock = _Clock()
+def _stepwise_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale, fd_scheme):
+    """hvp, finite-difference and first-order: an in-place virtual step, then the H . v term."""
     theta_params = list(theta.values())
+    clock = _Clock(theta_params[0].device)
     backup = [p.detach().clone() for p in theta_params]
 
     one_sided = mode == "finite-difference" and fd_scheme == "forward"
@@ -135,6 +174,7 @@ def _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta
         with torch.no_grad():
             for p, g in zip(theta_params, grad_theta):
                 p.sub_(g, alpha=beta)  # theta' = theta - beta * grad
+        virtual_changed = _changed_fraction(theta_params, backup)
         del grad_theta
         clock.lap("virtual_step")
         v = [torch.zeros_like(p) for p in theta_params]
@@ -149,46 +189,60 @@ def _perturbation_meta_gradient(theta, phi_params, train_loss, meta_losses, beta
     clock.lap("meta_loss")
 
     second_order = [torch.zeros_like(p) for p in phi_params]
+    fd_changed = None
     v_norm = _norm(v)
-    if mode == "finite-difference" and float(v_norm) > 0:
+    if mode == "hvp":
+        with double_backward_attention(True):
+            grad_theta = torch.autograd.grad(train_loss(None), theta_params, create_graph=True, allow_unused=True)
+            dot = sum((g * d).sum() for g, d in zip(grad_theta, v) if g is not None)
+            if torch.is_tensor(dot) and dot.requires_grad:
+                for out, g in zip(second_order, _grads(dot, phi_params)):
+                    out.copy_(g).mul_(-beta)  # -beta * H . v
+        del grad_theta, dot
+    elif mode == "finite-difference" and float(v_norm) > 0:
         epsilon = epsilon_scale / float(v_norm)
-        plus = _train_grad_at(theta_params, backup, v, +epsilon, phi_params, train_loss)
+        plus, fd_changed = _train_grad_at(theta_params, backup, v, +epsilon, phi_params, train_loss)
         if one_sided:
             minus, step = grad_phi_at_theta, epsilon
         else:
-            minus, step = _train_grad_at(theta_params, backup, v, -epsilon, phi_params, train_loss), 2 * epsilon
+            minus, step = _train_grad_at(theta_params, backup, v, -epsilon, phi_params, train_loss)[0], 2 * epsilon
         for out, gp, gm in zip(second_order, plus, minus):
             out.copy_((gp - gm) / step).mul_(-beta)  # -beta * H . v
     clock.lap("second_order")
     grads = [d + s for d, s in zip(direct, second_order)]
-    return MetaGradient(grads, meta_loss, _norm(direct), _norm(second_order), clock.seconds)
+    return MetaGradient(grads, meta_loss, _norm(direct), _norm(second_order), clock.seconds,
+                        virtual_step_changed=virtual_changed, fd_step_changed=fd_changed)
 
 
-def _train_grad_at(theta_params, backup, direction, scale, phi_params, train_loss) -> List[torch.Tensor]:
-    """grad_phi L_train at theta + scale * direction (theta restored afterwards)."""
+def _train_grad_at(theta_params, backup, direction, scale, phi_params, train_loss):
+    """(grad_phi L_train at theta + scale * direction, fraction of theta changed); theta restored."""
     with perturbed(theta_params, backup):
         with torch.no_grad():
             for p, d in zip(theta_params, direction):
                 p.add_(d, alpha=scale)
-        return _grads(train_loss(None), phi_params)
+        changed = _changed_fraction(theta_params, backup)
+        return _grads(train_loss(None), phi_params), changed
 
 
 def _exact_meta_gradient(theta, phi_params, train_loss, meta_losses, beta):
-    clock = _Clock()
     names = list(theta.keys())
     theta_params = list(theta.values())
-    grad_theta = _grads(train_loss(None), theta_params, create_graph=True)
-    theta_prime = {name: p - beta * g for name, p, g in zip(names, theta_params, grad_theta)}
-    clock.lap("virtual_step")
-    meta_loss = sum(term(theta_prime) for term in meta_losses)
-    prime_values = list(theta_prime.values())
-    outputs = _grads(meta_loss, prime_values + phi_params, retain_graph=True)
-    v, total = outputs[: len(prime_values)], outputs[len(prime_values):]
-    clock.lap("meta_loss")
-    # the part of the total that flows through theta': -beta * H . v
-    through_theta = torch.autograd.grad(prime_values, phi_params, grad_outputs=v, allow_unused=True)
+    clock = _Clock(theta_params[0].device)
+    with double_backward_attention(True):
+        grad_theta = _grads(train_loss(None), theta_params, create_graph=True)
+        theta_prime = {name: p - beta * g for name, p, g in zip(names, theta_params, grad_theta)}
+        virtual_changed = _changed_fraction(list(theta_prime.values()), theta_params)
+        clock.lap("virtual_step")
+        meta_loss = sum(term(theta_prime) for term in meta_losses)
+        prime_values = list(theta_prime.values())
+        outputs = _grads(meta_loss, prime_values + phi_params, retain_graph=True)
+        v, total = outputs[: len(prime_values)], outputs[len(prime_values):]
+        clock.lap("meta_loss")
+        # the part of the total that flows through theta': -beta * H . v
+        through_theta = torch.autograd.grad(prime_values, phi_params, grad_outputs=v, allow_unused=True)
     second_order = [torch.zeros_like(p) if g is None else g for p, g in zip(phi_params, through_theta)]
     direct = [t - s for t, s in zip(total, second_order)]
     clock.lap("second_order")
     return MetaGradient([t.detach() for t in total], meta_loss.detach().float(),
-                        _norm(direct), _norm(second_order), clock.seconds)
+                        _norm(direct), _norm(second_order), clock.seconds,
+                        virtual_step_changed=virtual_changed)
