@@ -1,13 +1,18 @@
-"""Step time and peak memory of ``meta_mlm`` (finite-difference, exact) against plain ``xlm_mlm``.
+"""Step time and peak memory of ``meta_mlm`` (each second-order mode) against plain ``xlm_mlm``.
 
-All three configurations train the same adapter model (two languages) on the same
+All configurations train the same adapter model (two languages) on the same
 batches, side by side in one invocation; each runs in its own subprocess so that peak
 memory (max RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU) is its own.
 
     python benchmarks/bench_meta_step.py                      # CPU, paper-shaped layers, small vocab
     python benchmarks/bench_meta_step.py --device cuda --arch xlm_adapter_paper --tokens 8192
 
-Goals (issue): finite-difference <= 4x the plain step time and <= 1.3x its peak memory.
+Each ratio is also divided by the number of network passes the configuration needs (a
+pass: one forward and one backward; a double backward counts as one more pass), the
+physical floor: "x plain / passes" near 1 means no overhead above the algorithm's passes.
+With L = 2 meta-dev languages: plain 1; first-order L+2; finite-difference central L+4,
+forward L+3; hvp L+4 (a forward and backward with the graph, then its double backward);
+exact L+4.
 """
 import argparse
 import json
@@ -22,13 +27,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+LANGUAGES = 2
+#: name -> (extra fairseq-train options, network passes per update)
 CONFIGS = {
-    "plain xlm_mlm (+adapt)": ["--task", "xlm_mlm"],
-    "meta_mlm finite-difference": ["--task", "meta_mlm", "--meta-second-order", "finite-difference"],
-    "meta_mlm forward-difference": ["--task", "meta_mlm", "--meta-fd-scheme", "forward"],
-    "meta_mlm forward-difference, half-size meta-dev batches": ["--task", "meta_mlm", "--meta-fd-scheme",
-                                                                "forward", "--meta-dev-max-tokens", "HALF"],
-    "meta_mlm exact": ["--task", "meta_mlm", "--meta-second-order", "exact"],
+    "plain xlm_mlm (+adapt)": (["--task", "xlm_mlm"], 1),
+    "meta_mlm hvp (default)": (["--task", "meta_mlm", "--meta-second-order", "hvp"], LANGUAGES + 4),
+    "meta_mlm finite-difference, central": (["--task", "meta_mlm", "--meta-second-order", "finite-difference"],
+                                            LANGUAGES + 4),
+    "meta_mlm finite-difference, forward": (["--task", "meta_mlm", "--meta-second-order", "finite-difference",
+                                             "--meta-fd-scheme", "forward"], LANGUAGES + 3),
+    "meta_mlm first-order": (["--task", "meta_mlm", "--meta-second-order", "first-order"], LANGUAGES + 2),
+    "meta_mlm exact": (["--task", "meta_mlm", "--meta-second-order", "exact"], LANGUAGES + 4),
 }
 
 
@@ -76,7 +85,7 @@ def measure(args) -> dict:
             "--criterion", "masked_lm", "--optimizer", "adam", "--lr", "1e-4", "--max-tokens", str(args.tokens),
             "--tokens-per-sample", "128", "--sample-break-mode", "none", "--seed", "1",
             *(["--cpu"] if args.device == "cpu" else []),
-            *[str(args.tokens // 2) if a == "HALF" else a for a in json.loads(args.config)]]
+            *json.loads(args.config)]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
     task = tasks.setup_task(cfg.task)
     task.load_dataset("train")
@@ -89,23 +98,27 @@ def measure(args) -> dict:
     batches = [next(iterator) for _ in range(args.warmup + args.steps)]
     if device.type == "cuda":
         batches = [utils.move_to_cuda(b) for b in batches]
-    times = []
+    times, cpu_times = [], []
     for step, sample in enumerate(batches):
         if device.type == "cuda":
             torch.cuda.synchronize()
             if step == args.warmup:
                 torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         optimizer.zero_grad()
         task.train_step(sample, model, criterion, optimizer, update_num=step)
-        optimizer.step()
+        task.optimizer_step(optimizer, model, update_num=step)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {"median_step_s": statistics.median(times), "min_step_s": min(times), "peak_bytes": peak,
+    # on CPU (one thread per child) the process's CPU time resists other load on the machine
+    step_s = statistics.median(cpu_times if device.type == "cpu" else times)
+    return {"median_step_s": step_s, "median_wall_s": statistics.median(times), "min_step_s": min(times),
+            "clock": "process CPU time" if device.type == "cpu" else "wall", "peak_bytes": peak,
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -128,21 +141,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp), args.vocab, sentences=(args.steps + args.warmup) * args.tokens // 30)
         results = {}
-        for name, extra in CONFIGS.items():
+        for name, (extra, _) in CONFIGS.items():
             child = [sys.executable, __file__, "--data", str(data), "--config", json.dumps(extra),
                      "--device", args.device, "--arch", args.arch, "--tokens", str(args.tokens),
                      "--steps", str(args.steps), "--warmup", str(args.warmup)]
-            proc = subprocess.run(child, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+            env = dict(os.environ, PYTHONWARNINGS="ignore")
+            if args.device == "cpu":
+                env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+            proc = subprocess.run(child, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
             results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
     base = results["plain xlm_mlm (+adapt)"]
-    print(f"\n{args.arch} on {args.device}, {args.tokens} tokens per batch, L = 2, {args.steps} timed steps\n")
-    print("| configuration | median step (ms) | x plain | peak memory (MiB) | x plain |")
-    print("|---|---|---|---|---|")
+    print(f"\n{args.arch} on {args.device}, {args.tokens} tokens per batch, L = 2, {args.steps} timed steps "
+          f"(step time: {base['clock']}, median)\n")
+    print("| configuration | passes | median step (ms) | x plain | x plain / passes | peak memory (MiB) | x plain |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {1000 * r['median_step_s']:.1f} | {r['median_step_s'] / base['median_step_s']:.2f} "
-              f"| {r['peak_bytes'] / 2**20:.0f} | {r['peak_bytes'] / base['peak_bytes']:.2f} |")
+        ratio, passes = r["median_step_s"] / base["median_step_s"], CONFIGS[name][1]
+        r.update(passes=passes, step_ratio=ratio, memory_ratio=r["peak_bytes"] / base["peak_bytes"])
+        print(f"| {name} | {passes} | {1000 * r['median_step_s']:.1f} | {ratio:.2f} | {ratio / passes:.2f} "
+              f"| {r['peak_bytes'] / 2**20:.0f} | {r['memory_ratio']:.2f} |")
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
 
