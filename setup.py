@@ -21,7 +21,7 @@ setup(
     description="Negative interference and cross-lingual transfer gap toolkit for fairseq",
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=list(PACKAGES),
     package_dir=PACKAGES,
     package_data={"xlint.user_dir": ["*.md"], "xlint.preprocess": ["*.json"]},

@@ -196,11 +196,11 @@ def _meta_gradients_by_mode(tiny_mlm_data, modes, dropout, dtype=torch.float64):
     grads = {}
     rng_state = torch.manual_seed(11).get_state()
     for mode in modes:
+        torch.manual_seed(0)  # the same initialisation for every mode
         _, task, model = build(tiny_mlm_data, "--meta-second-order", mode, "--meta-beta", str(BETA),
                                "--meta-phi-optimizer", "sgd", "--meta-phi-lr", "1.0", dropout=dropout)
         model = model.to(dtype)
-        torch.manual_seed(0)
-        with torch.no_grad():  # move the adapters away from their near-identity init (same for every mode)
+        with torch.no_grad():  # move the adapters away from their near-identity init
             for _, p in model.language_parameters("fr"):
                 p.add_(torch.randn_like(p) * 0.05)
         model.train()

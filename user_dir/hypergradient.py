@@ -12,8 +12,9 @@ The mixed second-order term H . v is computed in one of four ways (``mode``):
 
 ``hvp`` (the default of ``meta_mlm``)
     the exact mixed product H . v = grad_phi (grad_theta L_train^i(theta, phi_i) . v),
-    by double backward at theta: one pass with ``create_graph``, no epsilon, no weight
-    perturbed, so it survives any weight precision.
+    by double backward at theta through the graph the virtual step's backward already
+    built (``create_graph``): no extra forward pass, no epsilon, and theta' is a new
+    tensor, so no weight is perturbed in place.
 ``finite-difference`` (the paper's Eq. 8, as in DARTS)
     H . v ~= [grad_phi L_train(theta + eps v) - grad_phi L_train(theta - eps v)] / (2 eps),
     eps = epsilon_scale / ||v|| (``fd_scheme="central"``); or the one-sided
@@ -29,8 +30,8 @@ Every evaluation of L_train^i must see the same stochastic function (dropout mas
 the caller's closures are responsible for that (``meta_mlm`` re-seeds the generator
 before each one); a difference of gradients under different masks is mask noise.
 
-theta is modified in place for the virtual and finite-difference steps and always
-restored bit-exactly from a copy; gradients are taken with ``torch.autograd.grad``,
+For ``finite-difference`` and ``first-order``, theta is modified in place for the
+virtual and finite-difference steps and always restored bit-exactly from a copy; gradients are taken with ``torch.autograd.grad``,
 so the ``.grad`` fields (e.g. gradients accumulated over ``--update-freq``) are
 never touched.  How much of each in-place perturbation survived rounding is
 reported (the fraction of theta's elements that changed): in half precision a
@@ -156,12 +157,14 @@ def compute_meta_gradient(
     with requiring_grad(phi_params):
         if mode == "exact":
             return _exact_meta_gradient(theta, phi_params, train_loss, meta_losses, beta)
+        if mode == "hvp":
+            return _hvp_meta_gradient(theta, phi_params, train_loss, meta_losses, beta)
         return _stepwise_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale,
                                        fd_scheme)
 
 
 def _stepwise_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mode, epsilon_scale, fd_scheme):
-    """hvp, finite-difference and first-order: an in-place virtual step, then the H . v term."""
+    """finite-difference and first-order: an in-place virtual step, then the H . v term."""
     theta_params = list(theta.values())
     clock = _Clock(theta_params[0].device)
     backup = [p.detach().clone() for p in theta_params]
@@ -191,15 +194,7 @@ def _stepwise_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mo
     second_order = [torch.zeros_like(p) for p in phi_params]
     fd_changed = None
     v_norm = _norm(v)
-    if mode == "hvp":
-        with double_backward_attention(True):
-            grad_theta = torch.autograd.grad(train_loss(None), theta_params, create_graph=True, allow_unused=True)
-            dot = sum((g * d).sum() for g, d in zip(grad_theta, v) if g is not None)
-            if torch.is_tensor(dot) and dot.requires_grad:
-                for out, g in zip(second_order, _grads(dot, phi_params)):
-                    out.copy_(g).mul_(-beta)  # -beta * H . v
-        del grad_theta, dot
-    elif mode == "finite-difference" and float(v_norm) > 0:
+    if mode == "finite-difference" and float(v_norm) > 0:
         epsilon = epsilon_scale / float(v_norm)
         plus, fd_changed = _train_grad_at(theta_params, backup, v, +epsilon, phi_params, train_loss)
         if one_sided:
@@ -222,6 +217,45 @@ def _train_grad_at(theta_params, backup, direction, scale, phi_params, train_los
                 p.add_(d, alpha=scale)
         changed = _changed_fraction(theta_params, backup)
         return _grads(train_loss(None), phi_params), changed
+
+
+def _hvp_meta_gradient(theta, phi_params, train_loss, meta_losses, beta):
+    """The virtual step's own graph gives H . v: grad_phi (grad_theta L_train . v) by double backward.
+
+    theta' is a new tensor (theta is never modified), so the graph of grad_theta L_train
+    at theta stays valid while the meta-dev passes run at theta'.
+    """
+    names = list(theta.keys())
+    theta_params = list(theta.values())
+    clock = _Clock(theta_params[0].device)
+    with double_backward_attention(True):
+        grad_theta = torch.autograd.grad(train_loss(None), theta_params, create_graph=True, allow_unused=True)
+    with torch.no_grad():
+        prime_values = [(p - beta * g if g is not None else p.detach().clone()).requires_grad_(True)
+                        for p, g in zip(theta_params, grad_theta)]
+    virtual_changed = _changed_fraction(prime_values, theta_params)
+    theta_prime = dict(zip(names, prime_values))
+    clock.lap("virtual_step")
+    v = [torch.zeros_like(p) for p in theta_params]
+    direct = [torch.zeros_like(p) for p in phi_params]
+    meta_loss = torch.zeros((), device=theta_params[0].device)
+    for term in meta_losses:
+        value = term(theta_prime)
+        for acc, g in zip(v + direct, _grads(value, prime_values + phi_params)):
+            acc.add_(g)
+        meta_loss += value.detach().float()
+    del theta_prime, prime_values
+    clock.lap("meta_loss")
+    dot = sum((g * d).sum() for g, d in zip(grad_theta, v) if g is not None)
+    second_order = [torch.zeros_like(p) for p in phi_params]
+    if torch.is_tensor(dot) and dot.requires_grad:
+        for out, g in zip(second_order, _grads(dot, phi_params)):
+            out.copy_(g).mul_(-beta)  # -beta * H . v
+    del grad_theta, dot
+    clock.lap("second_order")
+    grads = [d + s for d, s in zip(direct, second_order)]
+    return MetaGradient(grads, meta_loss, _norm(direct), _norm(second_order), clock.seconds,
+                        virtual_step_changed=virtual_changed)
 
 
 def _exact_meta_gradient(theta, phi_params, train_loss, meta_losses, beta):
