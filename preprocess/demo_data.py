@@ -1,26 +1,21 @@
 """Pinned, real demo data: Koine Greek, English and Turkish text and POS tags.
 
-Two PyPI wheels are used as plain data containers. They are fetched with
-``pip download`` (never installed), checked against a pinned sha256, and only the
-needed data files are extracted into the cache:
-
-* ``bible-alignments==0.4.2`` (data CC-BY-4.0, code MIT; Clear Bible / Biblica):
-  ``data/sources/SBLGNT.tsv`` -- the SBL Greek New Testament, one word per row
-  with a coarse POS tag (7,939 verses, 137,741 words, no punctuation tokens) --
-  and ``data/eng/targets/BSB/{ot,nt}_BSB.tsv`` -- the Berean Standard Bible
-  (public domain), one token per row, punctuation included.
-* ``turkish-treebanks==1.0.0`` (Apache-2.0; Google Research): the Turkish Web
-  Treebank, ``data/web.conllu`` (2,541 sentences) and ``data/wiki.conllu``
-  (2,310 sentences; a naive count of blank lines gives 2,540 + 2,309 because
-  neither file ends with one). Words are split into inflectional groups (IGs).
+Sources (see :mod:`.demo_sources`): two PyPI wheels fetched with ``pip download``
+(never installed) and checked against a pinned sha256 -- ``bible-alignments==0.4.2``
+(SBLGNT Greek New Testament with gold coarse POS tags, the Berean Standard Bible,
+Biblica's manual Greek->English word alignments) and ``turkish-treebanks==1.0.0``
+(the Turkish Web Treebank, ``data/web.conllu`` 2,541 sentences and
+``data/wiki.conllu`` 2,310; a naive count of blank lines gives 2,540 + 2,309 because
+neither file ends with one).
 
 Output layout under the cache directory (``--cache-dir``, else ``$XLINT_DATA_DIR``,
 else ``~/.cache/xlint/data``)::
 
     sources/<wheel>-<version>/...   extracted data files + sha256 stamp
-    raw/grc.txt raw/en.txt raw/tr.txt
-    pos/grc/{train,dev,test}.tsv  pos/tr/{train,dev,test}.tsv
-    manifest.json
+    raw/{grc,en,tr}.txt             every sentence of each source
+    pretrain/{grc,en,tr}.txt        raw text minus the POS dev and test sentences
+    pos/{en,grc,tr}/{train,dev,test}.tsv
+    manifest.json                   sources, licences, tag maps, splits, projection counts
 
 Raw text: UTF-8, one sentence per line. A Greek line is one SBLGNT verse (words
 joined by spaces). An English line is one BSB verse, OT then NT in canonical
@@ -29,49 +24,84 @@ verse 0 in the BSB files and are kept as their own lines (31,202 lines). A
 Turkish line is one treebank sentence with IGs merged back into words, which
 reproduces each sentence's ``# text`` exactly.
 
+Pretraining text (``pretrain/``) is what the demo pretrains on: the raw text
+without every sentence of a POS dev or test split -- Greek dev/test verses, their
+English translations (every BSB verse that translates one of them, whether or not
+it made it into the English POS data) and Turkish dev/test sentences -- and
+without any other line whose letters and digits (lower-cased) equal those of a
+held-out sentence (repeated verses). :func:`match_key` is that comparison.
+
 POS files: two-column CoNLL (``token<TAB>TAG``), each sentence followed by a
 blank line, tags from the shared coarse tag set :data:`SHARED_TAGS` (the Google
-universal tag set without PUNCT). The per-language maps are
-:data:`GREEK_TAG_MAP` and :data:`TURKISH_TAG_MAP`:
+universal tag set without PUNCT). Greek and Turkish tags are gold; English tags
+are silver, projected from the Greek through the manual alignments (rule and
+counts: :mod:`.demo_projection`, ``manifest.json["projection"]``). The maps:
 
 * Greek: noun->NOUN, verb->VERB, adj->ADJ, adv->ADV, pron->PRON, det->DET,
   prep->ADP, num->NUM, conj->CONJ, ptcl->PRT, intj->X (the universal tag set
   has no interjection tag; Petrov et al. put interjections under X).
 * Turkish: the ten shared tags and X map to themselves; ONOM (onomatopoeia /
   reduplication) and AFFIX -> X; PUNCT tokens are dropped, because Greek has no
-  punctuation tokens, so a Greek-trained tagger could never predict PUNCT and
-  keeping them would only inflate or distort Greek->Turkish transfer scores.
-  Raw Turkish text keeps its punctuation.
+  punctuation tokens, so a tagger trained on Greek-derived tags could never
+  predict PUNCT. English punctuation tokens are dropped for the same reason.
+  Raw and pretraining text keep their punctuation.
 
 Turkish IG merging: a token whose dependency relation is ``ig`` is an
 inflectional group continued by the next token (``Açık|la|nma|yan`` ->
 ``Açıklanmayan``); the word takes the tag of its LAST IG. ``SpaceAfter=No``
 alone is not used for merging, since it also glues punctuation (``imkansız.``).
 
-Splits: 80/10/10 train/dev/test per language, fixed and deterministic:
-sentences (Greek: verse ids ``BBCCCVVV``; Turkish: ``sent_id``) are ranked by
+Splits: 80/10/10 train/dev/test, fixed and deterministic: Greek verses (ids
+``BBCCCVVV``) and Turkish sentences (``sent_id``) are ranked by
 ``sha256(SPLIT_SALT + ":" + id)`` and cut at 80% and 90%; each split keeps the
-source order. Verses rather than books are split so that every split covers all
-27 books (genre-matched dev/test sets for a small demo).
+source order. An English verse goes to the split of the Greek verse(s) it
+translates, so that a model fine-tuned on English never sees silver tags projected
+from a Greek dev or test verse; a BSB verse that translates Greek verses of two
+splits, or no SBLGNT verse, is left out of the English POS data (counted).
+Verses rather than books are split so that every split covers all 27 books.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
-import re
-import secrets
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .demo_projection import ProjectedVerse, Projection, project_tags, read_alignments
+from .demo_readers import (
+    Sentence,
+    read_bsb,
+    read_bsb_tokens,
+    read_sblgnt,
+    read_sblgnt_words,
+    read_turkish_conllu,
+)
+from .demo_sources import (
+    ALIGNMENT_MEMBER,
+    BIBLE_ALIGNMENTS,
+    BSB_NT_MEMBER,
+    BSB_OT_MEMBER,
+    CACHE_ENV_VAR,
+    DEFAULT_CACHE_DIR,
+    PINS,
+    SBLGNT_MEMBER,
+    TURKISH_TREEBANKS,
+    TWT_MEMBERS,
+    ChecksumMismatchError,
+    DataFormatError,
+    DemoDataError,
+    Downloader,
+    DownloadError,
+    WheelPin,
+    ensure_source,
+    pip_download,
+    resolve_cache_dir,
+)
+from .textio import atomic_text_writer, read_own_lines
 
 __all__ = [
     "BIBLE_ALIGNMENTS",
@@ -83,6 +113,7 @@ __all__ = [
     "TAG_MAPS",
     "RAW_LANGUAGES",
     "POS_LANGUAGES",
+    "HELD_OUT_SPLITS",
     "SPLITS",
     "CACHE_ENV_VAR",
     "DemoData",
@@ -99,8 +130,11 @@ __all__ = [
     "read_sblgnt",
     "read_bsb",
     "read_turkish_conllu",
+    "read_conll",
     "tag_sentence",
     "assign_splits",
+    "match_key",
+    "write_conll",
 ]
 
 # --------------------------------------------------------------------------- constants
@@ -109,72 +143,14 @@ LANG_GREEK = "grc"
 LANG_ENGLISH = "en"
 LANG_TURKISH = "tr"
 RAW_LANGUAGES: tuple[str, ...] = (LANG_GREEK, LANG_ENGLISH, LANG_TURKISH)
-POS_LANGUAGES: tuple[str, ...] = (LANG_GREEK, LANG_TURKISH)
+POS_LANGUAGES: tuple[str, ...] = (LANG_ENGLISH, LANG_GREEK, LANG_TURKISH)
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
+#: the POS splits that are held out of the pretraining text
+HELD_OUT_SPLITS: tuple[str, ...] = ("dev", "test")
 SPLIT_FRACTIONS: Mapping[str, float] = {"train": 0.8, "dev": 0.1, "test": 0.1}
 SPLIT_SALT = "xlint-demo-split-v1"
-FORMAT_VERSION = 1
-CACHE_ENV_VAR = "XLINT_DATA_DIR"
-DEFAULT_CACHE_DIR = Path("~/.cache/xlint/data")
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
-STAMP_NAME = ".xlint-sha256"
-
-SBLGNT_MEMBER = "data/sources/SBLGNT.tsv"
-BSB_OT_MEMBER = "data/eng/targets/BSB/ot_BSB.tsv"
-BSB_NT_MEMBER = "data/eng/targets/BSB/nt_BSB.tsv"
-TWT_MEMBERS: tuple[str, ...] = ("data/web.conllu", "data/wiki.conllu")
-
-
-@dataclass(frozen=True)
-class WheelPin:
-    """A PyPI wheel used only as a container of data files."""
-
-    name: str
-    version: str
-    sha256: str
-    licence: str
-    homepage: str
-    attribution: str
-    members: tuple[str, ...]
-
-    @property
-    def requirement(self) -> str:
-        """The pip requirement string, e.g. ``bible-alignments==0.4.2``."""
-        return f"{self.name}=={self.version}"
-
-    @property
-    def dirname(self) -> str:
-        """Folder name of the extracted files under ``sources/``."""
-        return f"{self.name}-{self.version}"
-
-
-BIBLE_ALIGNMENTS = WheelPin(
-    name="bible-alignments",
-    version="0.4.2",
-    sha256="84f6b15e706657777824aac811567cb5cb2b38ad2b94497209f5f3c3f67b0984",
-    licence="data CC-BY-4.0 (BSB text public domain); code MIT",
-    homepage="https://github.com/Clear-Bible/Alignments",
-    attribution=(
-        "SBLGNT text Copyright 2010 by the Society of Biblical Literature and Logos Bible "
-        "Software (CC-BY-4.0); word data derived from Clear Bible's MACULA Greek Linguistic "
-        "Datasets, https://github.com/Clear-Bible/macula-greek/ (CC-BY-4.0); Berean Standard "
-        "Bible (public domain); packaged as bible-alignments (Bible Word Alignments, "
-        "(c) 2022 Clear Bible, Inc.; maintainer Sean Boisen, Biblica)"
-    ),
-    members=(SBLGNT_MEMBER, BSB_OT_MEMBER, BSB_NT_MEMBER),
-)
-
-TURKISH_TREEBANKS = WheelPin(
-    name="turkish-treebanks",
-    version="1.0.0",
-    sha256="5a009c29a8e96e8f7e25059d59ac293c3baead6d746bf0fa4c9d3349b1e37ba0",
-    licence="Apache-2.0",
-    homepage="https://github.com/google-research-datasets/turkish-treebanks",
-    attribution="Turkish Web Treebank (TWT), Google Research, Apache-2.0",
-    members=TWT_MEMBERS,
-)
-
-PINS: tuple[WheelPin, ...] = (BIBLE_ALIGNMENTS, TURKISH_TREEBANKS)
 
 #: The coarse tag set shared by Greek and Turkish (Google universal tags minus PUNCT).
 SHARED_TAGS: tuple[str, ...] = (
@@ -209,39 +185,7 @@ TAG_MAPS: Mapping[str, Mapping[str, str | None]] = {
     LANG_TURKISH: TURKISH_TAG_MAP,
 }
 
-# --------------------------------------------------------------------------- errors
-
-
-class DemoDataError(RuntimeError):
-    """Base class of every error this module raises on purpose (one-line messages)."""
-
-
-class DownloadError(DemoDataError):
-    """pip could not download a pinned wheel (network, index, ...)."""
-
-
-class ChecksumMismatchError(DemoDataError):
-    """A downloaded wheel does not have the pinned sha256."""
-
-
-class DataFormatError(DemoDataError):
-    """A source file does not have the expected format."""
-
-
 # --------------------------------------------------------------------------- data types
-
-
-@dataclass(frozen=True)
-class Sentence:
-    """One sentence (or verse) of a source: its id, tokens, source tags and surface text.
-
-    ``tags`` is empty for untagged sources (English).
-    """
-
-    sent_id: str
-    tokens: tuple[str, ...]
-    tags: tuple[str, ...]
-    text: str
 
 
 @dataclass(frozen=True)
@@ -261,6 +205,7 @@ class DemoData:
 
     root: Path
     raw: Mapping[str, Path]
+    pretrain: Mapping[str, Path]
     pos: Mapping[str, Mapping[str, Path]]
     manifest_path: Path
     counts: Mapping[str, FileCounts]
@@ -274,151 +219,16 @@ class DemoData:
         return cls(
             root=root,
             raw={lang: root / _raw_relpath(lang) for lang in RAW_LANGUAGES},
+            pretrain={lang: root / _pretrain_relpath(lang) for lang in RAW_LANGUAGES},
             pos={lang: {split: root / _pos_relpath(lang, split) for split in SPLITS} for lang in POS_LANGUAGES},
             manifest_path=root / MANIFEST_NAME,
             counts=counts,
         )
 
 
-Downloader = Callable[[WheelPin, Path], Path]
-Reporter = Callable[[str], None]
+TaggedSentence = Sequence[tuple[str, str]]
 
-# --------------------------------------------------------------------------- source readers
-
-
-def _read_tsv(path: Path, required: Sequence[str]) -> Iterator[dict[str, str]]:
-    """Yield the rows of a headed TSV file (no quoting) as dicts; check the columns."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = [column for column in required if column not in (reader.fieldnames or ())]
-        if missing:
-            raise DataFormatError(f"{path}: missing column(s) {', '.join(missing)}")
-        for row in reader:
-            yield {key: value or "" for key, value in row.items() if key is not None}
-
-
-_SBLGNT_ID = re.compile(r"^n(\d{8})\d{3}$")
-_BSB_ID = re.compile(r"^(\d{8})\d{3}$")
-
-
-def _verse_of(word_id: str, pattern: re.Pattern[str], path: Path) -> str:
-    """Return the ``BBCCCVVV`` verse id of a word id, or raise DataFormatError."""
-    match = pattern.match(word_id)
-    if match is None:
-        raise DataFormatError(f"{path}: unexpected word id {word_id!r}")
-    return match.group(1)
-
-
-def read_sblgnt(path: Path) -> list[Sentence]:
-    """Read ``SBLGNT.tsv`` into verses with the source ``pos`` tags, in file order."""
-    verses: dict[str, list[tuple[str, str]]] = {}
-    for row in _read_tsv(path, ("id", "text", "pos")):
-        verse = _verse_of(row["id"], _SBLGNT_ID, path)
-        verses.setdefault(verse, []).append((row["text"], row["pos"]))
-    return [
-        Sentence(
-            sent_id=verse,
-            tokens=tuple(token for token, _ in words),
-            tags=tuple(tag for _, tag in words),
-            text=" ".join(token for token, _ in words),
-        )
-        for verse, words in verses.items()
-    ]
-
-
-def read_bsb(paths: Iterable[Path]) -> list[Sentence]:
-    """Read BSB target TSV files into verses, keeping the source's punctuation spacing.
-
-    Verses are keyed by the BSB's own verse id (first 8 digits of ``id``); a token is
-    followed by a space unless its ``skip_space_after`` column is ``y``.
-    """
-    verses: dict[str, list[tuple[str, bool]]] = {}
-    for path in paths:
-        for row in _read_tsv(path, ("id", "text", "skip_space_after")):
-            verse = _verse_of(row["id"], _BSB_ID, path)
-            verses.setdefault(verse, []).append((row["text"], row["skip_space_after"] == "y"))
-    return [
-        Sentence(
-            sent_id=verse,
-            tokens=tuple(token for token, _ in tokens),
-            tags=(),
-            text=_join_with_spacing(tokens),
-        )
-        for verse, tokens in verses.items()
-    ]
-
-
-def _join_with_spacing(tokens: Iterable[tuple[str, bool]]) -> str:
-    """Join ``(token, no_space_after)`` pairs into surface text."""
-    return "".join(token if glued else token + " " for token, glued in tokens).strip()
-
-
-def _conllu_blocks(path: Path) -> Iterator[tuple[dict[str, str], list[list[str]]]]:
-    """Yield ``(comments, token rows)`` per sentence of a CoNLL-U file.
-
-    Comment lines ``# key = value`` become dict entries; multiword-token ranges and
-    empty nodes are skipped. A missing final blank line is tolerated.
-    """
-    comments: dict[str, str] = {}
-    rows: list[list[str]] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                if rows:
-                    yield comments, rows
-                comments, rows = {}, []
-            elif line.startswith("#"):
-                key, _, value = line[1:].partition("=")
-                comments[key.strip()] = value.strip()
-            else:
-                columns = line.split("\t")
-                if len(columns) != 10:
-                    raise DataFormatError(f"{path}:{line_number}: expected 10 columns, got {len(columns)}")
-                if columns[0].isdigit():
-                    rows.append(columns)
-    if rows:
-        yield comments, rows
-
-
-def _merge_inflectional_groups(rows: Sequence[Sequence[str]]) -> list[tuple[str, str, bool]]:
-    """Merge IG chains into words: ``(form, tag of last IG, no space after)`` per word.
-
-    A row whose DEPREL (column 8) is ``ig`` continues into the next row.
-    """
-    words: list[tuple[str, str, bool]] = []
-    pending = ""
-    for row in rows:
-        pending += row[1]
-        if row[7] != "ig":
-            words.append((pending, row[3], "SpaceAfter=No" in row[9].split("|")))
-            pending = ""
-    if pending:
-        words.append((pending, rows[-1][3], False))
-    return words
-
-
-def read_turkish_conllu(path: Path) -> list[Sentence]:
-    """Read a Turkish Web Treebank CoNLL-U file into word-level sentences.
-
-    Tokens are surface words (IGs merged), tags the UPOS of each word's last IG, and
-    ``text`` the surface sentence rebuilt from ``SpaceAfter=No``.
-    """
-    sentences = []
-    for index, (comments, rows) in enumerate(_conllu_blocks(path)):
-        words = _merge_inflectional_groups(rows)
-        sentences.append(
-            Sentence(
-                sent_id=comments.get("sent_id", f"{path.name}:{index}"),
-                tokens=tuple(form for form, _, _ in words),
-                tags=tuple(tag for _, tag, _ in words),
-                text=_join_with_spacing((form, glued) for form, _, glued in words),
-            )
-        )
-    return sentences
-
-
-# --------------------------------------------------------------------------- conversion
+# --------------------------------------------------------------------------- tags, splits, hold-out
 
 
 def tag_sentence(sentence: Sentence, tag_map: Mapping[str, str | None]) -> list[tuple[str, str]]:
@@ -461,92 +271,199 @@ def assign_splits(
     return splits
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with temp.open("x", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+def match_key(text: str) -> str:
+    """The letters and digits of ``text``, lower-cased: equal keys mean the same sentence.
+
+    Spacing, punctuation and case differ between a raw line and a POS sentence (Turkish
+    and English POS files drop punctuation tokens), so sentences are compared by this key.
+    """
+    return "".join(character for character in text.lower() if character.isalnum())
+
+
+def split_of_english_verse(verse: ProjectedVerse, greek_split_of: Mapping[str, str]) -> str | None:
+    """The split of the Greek verses a BSB verse translates, or None (no SBLGNT verse, or two splits)."""
+    splits = {greek_split_of[greek] for greek in verse.greek_verses if greek in greek_split_of}
+    return splits.pop() if len(splits) == 1 else None
+
+
+def pretraining_sentences(sentences: Sequence[Sentence], held_out_ids: set[str],
+                          held_out_texts: Iterable[str]) -> list[Sentence]:
+    """``sentences`` without the held-out ids and without any line whose :func:`match_key` is held out."""
+    held_keys = {match_key(text) for text in held_out_texts}
+    held_keys |= {match_key(sentence.text) for sentence in sentences if sentence.sent_id in held_out_ids}
+    held_keys.discard("")
+    return [sentence for sentence in sentences
+            if sentence.sent_id not in held_out_ids and match_key(sentence.text) not in held_keys]
+
+
+# --------------------------------------------------------------------------- readers and writers of outputs
 
 
 def write_raw_text(path: Path, sentences: Sequence[Sentence]) -> FileCounts:
     """Write one sentence per line (whitespace normalised); return the counts."""
     lines = [" ".join(sentence.text.split()) for sentence in sentences]
-    _atomic_write_text(path, "".join(line + "\n" for line in lines))
+    with atomic_text_writer(path) as handle:
+        handle.writelines(line + "\n" for line in lines)
     return FileCounts(sentences=len(lines), tokens=sum(len(line.split()) for line in lines))
 
 
-def write_conll(path: Path, tagged_sentences: Sequence[Sequence[tuple[str, str]]]) -> FileCounts:
+def write_conll(path: Path, tagged_sentences: Sequence[TaggedSentence]) -> FileCounts:
     """Write ``token<TAB>TAG`` rows, each sentence followed by a blank line."""
-    blocks = ["".join(f"{token}\t{tag}\n" for token, tag in sentence) + "\n" for sentence in tagged_sentences]
-    _atomic_write_text(path, "".join(blocks))
-    return FileCounts(sentences=len(blocks), tokens=sum(len(sentence) for sentence in tagged_sentences))
+    with atomic_text_writer(path) as handle:
+        for sentence in tagged_sentences:
+            handle.writelines(f"{token}\t{tag}\n" for token, tag in sentence)
+            handle.write("\n")
+    return FileCounts(sentences=len(tagged_sentences), tokens=sum(len(sentence) for sentence in tagged_sentences))
+
+
+def read_conll(path: Path) -> list[list[tuple[str, str]]]:
+    """Read a POS file written by :func:`write_conll` back into ``(token, tag)`` sentences."""
+    sentences: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    for line_number, line in enumerate(read_own_lines(path), start=1):
+        if not line:
+            if current:
+                sentences.append(current)
+            current = []
+            continue
+        token, separator, tag = line.partition("\t")
+        if not separator or "\t" in tag:
+            raise DataFormatError(f"{path}:{line_number}: expected token<TAB>TAG")
+        current.append((token, tag))
+    if current:
+        sentences.append(current)
+    return sentences
 
 
 def _raw_relpath(lang: str) -> str:
     return f"raw/{lang}.txt"
 
 
+def _pretrain_relpath(lang: str) -> str:
+    return f"pretrain/{lang}.txt"
+
+
 def _pos_relpath(lang: str, split: str) -> str:
     return f"pos/{lang}/{split}.tsv"
 
 
-def _write_pos_splits(
-    root: Path, lang: str, sentences: Sequence[Sentence]
-) -> dict[str, FileCounts]:
-    """Tag, split and write one language's POS files; sentences left empty are skipped."""
-    tag_map = TAG_MAPS[lang]
+# --------------------------------------------------------------------------- building the outputs
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Everything read from the extracted wheels."""
+
+    raw: Mapping[str, list[Sentence]]
+    greek: list[Sentence]
+    turkish: list[Sentence]
+    projection: Projection
+
+
+def _load_sources(source_dirs: Mapping[str, Path]) -> Sources:
+    """Read the extracted source files and project the Greek tags onto English."""
+    bible = source_dirs[BIBLE_ALIGNMENTS.name]
+    treebank = source_dirs[TURKISH_TREEBANKS.name]
+    greek = read_sblgnt(bible / SBLGNT_MEMBER)
+    turkish = [sentence for member in TWT_MEMBERS for sentence in read_turkish_conllu(treebank / member)]
+    projection = project_tags(read_sblgnt_words(bible / SBLGNT_MEMBER), GREEK_TAG_MAP,
+                              read_bsb_tokens(bible / BSB_NT_MEMBER), read_alignments(bible / ALIGNMENT_MEMBER),
+                              bible / ALIGNMENT_MEMBER)
+    english = read_bsb([bible / BSB_OT_MEMBER, bible / BSB_NT_MEMBER])
+    return Sources({LANG_GREEK: greek, LANG_ENGLISH: english, LANG_TURKISH: turkish}, greek, turkish, projection)
+
+
+@dataclass(frozen=True)
+class PosSplits:
+    """One language's POS sentences per split, with their ids."""
+
+    ids: Mapping[str, list[str]]
+    sentences: Mapping[str, list[TaggedSentence]]
+
+    def held_out_ids(self) -> set[str]:
+        return {sent_id for split in HELD_OUT_SPLITS for sent_id in self.ids[split]}
+
+    def held_out_texts(self) -> list[str]:
+        return [" ".join(token for token, _ in sentence) for split in HELD_OUT_SPLITS
+                for sentence in self.sentences[split]]
+
+
+def gold_pos_splits(sentences: Sequence[Sentence], tag_map: Mapping[str, str | None]) -> PosSplits:
+    """Tag and split one gold-tagged language; sentences left empty by the tag map are skipped."""
     tagged = [(sentence.sent_id, tag_sentence(sentence, tag_map)) for sentence in sentences]
     tagged = [(sent_id, rows) for sent_id, rows in tagged if rows]
     splits = assign_splits([sent_id for sent_id, _ in tagged])
-    return {
-        _pos_relpath(lang, split): write_conll(root / _pos_relpath(lang, split), [tagged[i][1] for i in indices])
-        for split, indices in splits.items()
-    }
+    return PosSplits(ids={split: [tagged[i][0] for i in indices] for split, indices in splits.items()},
+                     sentences={split: [tagged[i][1] for i in indices] for split, indices in splits.items()})
 
 
-def _load_sources(source_dirs: Mapping[str, Path]) -> dict[str, list[Sentence]]:
-    """Read the extracted source files into sentences per language code."""
-    bible = source_dirs[BIBLE_ALIGNMENTS.name]
-    treebank = source_dirs[TURKISH_TREEBANKS.name]
-    return {
-        LANG_GREEK: read_sblgnt(bible / SBLGNT_MEMBER),
-        LANG_ENGLISH: read_bsb([bible / BSB_OT_MEMBER, bible / BSB_NT_MEMBER]),
-        LANG_TURKISH: [sentence for member in TWT_MEMBERS for sentence in read_turkish_conllu(treebank / member)],
-    }
+def english_pos_splits(projection: Projection, greek: PosSplits) -> tuple[PosSplits, int]:
+    """Split the projected English verses like the Greek verses they translate; also the verses left out."""
+    greek_split_of = {verse: split for split, verses in greek.ids.items() for verse in verses}
+    ids: dict[str, list[str]] = {split: [] for split in SPLITS}
+    sentences: dict[str, list[TaggedSentence]] = {split: [] for split in SPLITS}
+    unsplittable = 0
+    for verse in projection.verses:
+        split = split_of_english_verse(verse, greek_split_of)
+        if split is None:
+            unsplittable += 1
+            continue
+        ids[split].append(verse.verse)
+        sentences[split].append(verse.words)
+    return PosSplits(ids, sentences), unsplittable
+
+
+def english_held_out_ids(projection: Projection, greek: PosSplits) -> set[str]:
+    """BSB verse ids that translate a Greek dev/test verse (whether the projection kept them or not)."""
+    held_greek = greek.held_out_ids()
+    return {verse for verse, greek_verses in projection.translated.items() if greek_verses & held_greek}
 
 
 def build_outputs(root: Path, source_dirs: Mapping[str, Path], pins: Sequence[WheelPin]) -> dict[str, Any]:
-    """Convert extracted sources into raw text and POS splits; write and return the manifest.
+    """Convert extracted sources into raw text, pretraining text and POS splits; write the manifest.
 
     The manifest is removed first and written last, so a partial rebuild is never
     mistaken for a current one.
     """
     (root / MANIFEST_NAME).unlink(missing_ok=True)
-    sentences = _load_sources(source_dirs)
+    sources = _load_sources(source_dirs)
+    greek = gold_pos_splits(sources.greek, GREEK_TAG_MAP)
+    turkish = gold_pos_splits(sources.turkish, TURKISH_TAG_MAP)
+    english, unsplittable = english_pos_splits(sources.projection, greek)
+    pos = {LANG_ENGLISH: english, LANG_GREEK: greek, LANG_TURKISH: turkish}
+    held_out_ids = {
+        LANG_GREEK: greek.held_out_ids(),
+        LANG_TURKISH: turkish.held_out_ids(),
+        LANG_ENGLISH: english_held_out_ids(sources.projection, greek),
+    }
     files: dict[str, FileCounts] = {}
+    held_out: dict[str, int] = {}
     for lang in RAW_LANGUAGES:
-        files[_raw_relpath(lang)] = write_raw_text(root / _raw_relpath(lang), sentences[lang])
+        raw = sources.raw[lang]
+        files[_raw_relpath(lang)] = write_raw_text(root / _raw_relpath(lang), raw)
+        kept = pretraining_sentences(raw, held_out_ids[lang], pos[lang].held_out_texts())
+        files[_pretrain_relpath(lang)] = write_raw_text(root / _pretrain_relpath(lang), kept)
+        held_out[lang] = len(raw) - len(kept)
     for lang in POS_LANGUAGES:
-        files.update(_write_pos_splits(root, lang, sentences[lang]))
-    manifest = _manifest(files, pins)
-    _atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        for split in SPLITS:
+            files[_pos_relpath(lang, split)] = write_conll(root / _pos_relpath(lang, split), pos[lang].sentences[split])
+    projection = {**sources.projection.stats.as_dict(), "verses_spanning_splits_or_without_sblgnt": unsplittable,
+                  "verses_per_split": {split: len(english.ids[split]) for split in SPLITS}}
+    manifest = _manifest(files, pins, projection, held_out)
+    with atomic_text_writer(root / MANIFEST_NAME) as handle:
+        handle.write(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
 
-def _manifest(files: Mapping[str, FileCounts], pins: Sequence[WheelPin]) -> dict[str, Any]:
-    """The manifest: format, sources with pins and licences, tag maps, split rule, counts."""
+def _manifest(files: Mapping[str, FileCounts], pins: Sequence[WheelPin], projection: Mapping[str, Any],
+              held_out: Mapping[str, int]) -> dict[str, Any]:
+    """The manifest: format, sources with pins and licences, tag maps, split rule, projection, counts."""
     return {
         "format_version": FORMAT_VERSION,
         "languages": {
-            LANG_GREEK: "Koine Greek (SBLGNT, one verse per line)",
-            LANG_ENGLISH: "English (Berean Standard Bible, one verse per line)",
-            LANG_TURKISH: "Turkish (Turkish Web Treebank, one sentence per line)",
+            LANG_GREEK: "Koine Greek (SBLGNT, one verse per line; gold POS)",
+            LANG_ENGLISH: "English (Berean Standard Bible, one verse per line; silver POS projected from Greek)",
+            LANG_TURKISH: "Turkish (Turkish Web Treebank, one sentence per line; gold POS)",
         },
         "sources": {
             pin.name: {
@@ -560,126 +477,15 @@ def _manifest(files: Mapping[str, FileCounts], pins: Sequence[WheelPin]) -> dict
             for pin in pins
         },
         "tag_maps": {lang: dict(tag_map) for lang, tag_map in TAG_MAPS.items()},
-        "split": {"method": "sha256-rank of sentence ids", "salt": SPLIT_SALT, "fractions": dict(SPLIT_FRACTIONS)},
+        "split": {"method": "sha256-rank of sentence ids (English: the split of the Greek verse it translates)",
+                  "salt": SPLIT_SALT, "fractions": dict(SPLIT_FRACTIONS)},
+        "projection": dict(projection),
+        "pretraining_held_out_sentences": dict(held_out),
         "files": {rel: {"sentences": c.sentences, "tokens": c.tokens} for rel, c in files.items()},
     }
 
 
 # --------------------------------------------------------------------------- fetching
-
-
-def resolve_cache_dir(cache_dir: Path | str | None = None) -> Path:
-    """Return the absolute cache dir: the argument, else ``$XLINT_DATA_DIR``, else the default."""
-    chosen = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_DIR
-    return Path(chosen).expanduser().absolute()
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-_NETWORK_MARKERS = (
-    "NewConnectionError", "Failed to establish", "name resolution", "timed out", "ProxyError", "SSLError",
-)
-
-
-def _pip_failure_reason(output: str, returncode: int) -> str:
-    """One line saying why pip failed: its last message, plus a hint on network trouble."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    reason = lines[-1] if lines else f"pip exited with status {returncode}"
-    if any(marker in output for marker in _NETWORK_MARKERS):
-        reason += " (the package index could not be reached: check the network or pip's index settings)"
-    return reason
-
-
-def pip_download(pin: WheelPin, dest: Path) -> Path:
-    """Download the pinned wheel (only the wheel, no dependencies) into ``dest`` with pip."""
-    command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", "--retries", "2",
-        pin.requirement, "--dest", str(dest),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        reason = _pip_failure_reason(result.stderr or result.stdout or "", result.returncode)
-        raise DownloadError(f"could not download {pin.requirement} with pip: {reason}")
-    wheels = sorted(dest.glob("*.whl"))
-    if len(wheels) != 1:
-        raise DownloadError(f"pip download of {pin.requirement} produced {len(wheels)} wheel files, expected 1")
-    return wheels[0]
-
-
-def verify_checksum(path: Path, pin: WheelPin) -> None:
-    """Raise ChecksumMismatchError (after deleting ``path``) unless it has the pinned sha256."""
-    actual = sha256_of(path)
-    if actual != pin.sha256:
-        path.unlink(missing_ok=True)
-        raise ChecksumMismatchError(
-            f"checksum mismatch for {pin.requirement}: expected sha256 {pin.sha256}, got {actual}; "
-            "the downloaded file was deleted"
-        )
-
-
-def _extract_members(wheel: Path, pin: WheelPin, dest: Path) -> None:
-    """Extract the pinned data members of ``wheel`` into ``dest``."""
-    with zipfile.ZipFile(wheel) as archive:
-        names = set(archive.namelist())
-        missing = [member for member in pin.members if member not in names]
-        if missing:
-            raise DataFormatError(f"{pin.requirement}: wheel lacks {', '.join(missing)}")
-        for member in pin.members:
-            target = dest / member
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(member) as source, target.open("wb") as sink:
-                shutil.copyfileobj(source, sink)
-
-
-def _is_extracted(folder: Path, pin: WheelPin) -> bool:
-    """Whether ``folder`` holds a complete extraction of ``pin`` (stamp matches the sha)."""
-    stamp = folder / STAMP_NAME
-    return (
-        stamp.is_file()
-        and stamp.read_text(encoding="utf-8").strip() == pin.sha256
-        and all((folder / member).is_file() for member in pin.members)
-    )
-
-
-def ensure_source(
-    root: Path, pin: WheelPin, downloader: Downloader, report: Reporter, *, force: bool = False
-) -> Path:
-    """Return ``root/sources/<wheel>-<version>``, downloading and extracting it if needed.
-
-    Work happens in a temporary folder under ``root`` that is renamed into place only
-    when complete, so a failure (download, checksum, extraction) leaves nothing behind.
-    """
-    final = root / "sources" / pin.dirname
-    if not force and _is_extracted(final, pin):
-        report(f"{pin.requirement}: using cached {final}")
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    try:
-        started = time.monotonic()
-        (work / "download").mkdir()
-        wheel = downloader(pin, work / "download")
-        size_mb = wheel.stat().st_size / 1e6
-        report(f"{pin.requirement}: downloaded {size_mb:.1f} MB in {time.monotonic() - started:.1f}s")
-        verify_checksum(wheel, pin)
-        staged = work / "extracted"
-        _extract_members(wheel, pin, staged)
-        (staged / STAMP_NAME).write_text(pin.sha256 + "\n", encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return final
 
 
 def _current_manifest(root: Path, pins: Sequence[WheelPin]) -> dict[str, Any] | None:
@@ -717,7 +523,7 @@ def fetch_demo_data(
     pins: Sequence[WheelPin] | None = None,
     downloader: Downloader | None = None,
 ) -> DemoData:
-    """Fetch the pinned demo wheels and prepare raw text and POS splits under the cache dir.
+    """Fetch the pinned demo wheels and prepare raw text, pretraining text and POS splits.
 
     A second call reuses the extracted sources (sha256 stamp) and the outputs (current
     manifest); ``force`` downloads and converts again. ``pins`` and ``downloader`` exist for tests; by default

@@ -20,11 +20,14 @@ import pytest
 from click.testing import CliRunner
 
 from xlint.cli.commands_data import data
-from xlint.preprocess import demo_data
+from xlint.preprocess import demo_data, demo_sources
 from xlint.preprocess.demo_data import (
     BIBLE_ALIGNMENTS,
     GREEK_TAG_MAP,
+    HELD_OUT_SPLITS,
+    POS_LANGUAGES,
     SHARED_TAGS,
+    SPLITS,
     TURKISH_TAG_MAP,
     TURKISH_TREEBANKS,
     ChecksumMismatchError,
@@ -34,7 +37,9 @@ from xlint.preprocess.demo_data import (
     WheelPin,
     assign_splits,
     fetch_demo_data,
+    match_key,
     read_bsb,
+    read_conll,
     read_sblgnt,
     read_turkish_conllu,
     resolve_cache_dir,
@@ -51,6 +56,7 @@ FIXTURE_MEMBERS = {
         "data/sources/SBLGNT.tsv": "SBLGNT.tsv",
         "data/eng/targets/BSB/ot_BSB.tsv": "ot_BSB.tsv",
         "data/eng/targets/BSB/nt_BSB.tsv": "nt_BSB.tsv",
+        "data/eng/alignments/BSB/SBLGNT-BSB-manual.json": "SBLGNT-BSB-manual.json",
     },
     TURKISH_TREEBANKS.name: {"data/web.conllu": "tr.conllu", "data/wiki.conllu": "tr.conllu"},
 }
@@ -122,7 +128,9 @@ def test_read_sblgnt_groups_words_into_verses() -> None:
 
 def test_read_bsb_rebuilds_verses_with_punctuation_spacing() -> None:
     verses = read_bsb([FIXTURES / "ot_BSB.tsv", FIXTURES / "nt_BSB.tsv"])
-    assert [verse.sent_id for verse in verses] == ["01001003", "19003000", "19003001", "40001001", "40001023"]
+    assert [verse.sent_id for verse in verses] == [
+        "01001003", "19003000", "19003001", "40001001", "40001023", "40009003", "40024025", "40025017", "43011035",
+    ]
     texts = {verse.sent_id: verse.text for verse in verses}
     assert texts["01001003"] == "And God said, “Let there be light,” and there was light."
     assert texts["19003000"] == "A Psalm of David, when he fled from his son Absalom."  # superscription kept
@@ -146,7 +154,7 @@ def test_read_turkish_conllu_merges_inflectional_groups() -> None:
 def test_bad_word_id_and_missing_column_are_format_errors(tmp_path: Path) -> None:
     bad_id = tmp_path / "bad_id.tsv"
     bad_id.write_text("id\ttext\tpos\nx40001001001\tΒίβλος\tnoun\n", encoding="utf-8")
-    with pytest.raises(DataFormatError, match="unexpected word id"):
+    with pytest.raises(DataFormatError, match=r"bad_id.tsv:2: unexpected word id 'x40001001001'"):
         read_sblgnt(bad_id)
     no_pos = tmp_path / "no_pos.tsv"
     no_pos.write_text("id\ttext\nn40001001001\tΒίβλος\n", encoding="utf-8")
@@ -212,7 +220,7 @@ def test_fetch_demo_data_offline_end_to_end(tmp_path: Path, fake_index: FakeInde
     manifest = json.loads(demo.manifest_path.read_text(encoding="utf-8"))
     files = manifest["files"]
     assert files["raw/grc.txt"] == {"sentences": 5, "tokens": 31}
-    assert files["raw/en.txt"]["sentences"] == 5
+    assert files["raw/en.txt"]["sentences"] == 9
     assert files["raw/tr.txt"]["sentences"] == 8
     assert sum(files[f"pos/grc/{split}.tsv"]["tokens"] for split in ("train", "dev", "test")) == 31
     assert sum(files[f"pos/tr/{split}.tsv"]["sentences"] for split in ("train", "dev", "test")) == 8
@@ -221,6 +229,77 @@ def test_fetch_demo_data_offline_end_to_end(tmp_path: Path, fake_index: FakeInde
     pos_rows = [line for path in demo.pos["tr"].values() for line in _lines(path) if line]
     assert all(len(line.split("\t")) == 2 and line.split("\t")[1] in SHARED_TAGS for line in pos_rows)
     assert _leftovers(cache) == []
+
+
+def _pos_sentences(demo: demo_data.DemoData, lang: str, splits: tuple[str, ...]) -> list[list[tuple[str, str]]]:
+    return [sentence for split in splits for sentence in read_conll(demo.pos[lang][split])]
+
+
+def test_no_pos_dev_or_test_sentence_is_in_the_pretraining_text(tmp_path: Path, fake_index: FakeIndex) -> None:
+    demo = fetch_demo_data(tmp_path / "cache", progress=False, pins=fake_index.pins, downloader=fake_index.download)
+    held_out_count = {lang: 0 for lang in POS_LANGUAGES}
+    for lang in POS_LANGUAGES:
+        pretraining = {match_key(line) for line in _lines(demo.pretrain[lang])}
+        raw = {match_key(line) for line in _lines(demo.raw[lang])}
+        for sentence in _pos_sentences(demo, lang, HELD_OUT_SPLITS):
+            key = match_key(" ".join(token for token, _ in sentence))
+            assert key in raw  # the sentence is in the source text ...
+            assert key not in pretraining, (lang, sentence)  # ... but not in what the demo pretrains on
+            held_out_count[lang] += 1
+    assert held_out_count == {"en": 1, "grc": 1, "tr": 2}
+    # every training sentence of the gold languages is still there
+    for lang in ("grc", "tr"):
+        pretraining = {match_key(line) for line in _lines(demo.pretrain[lang])}
+        train = [match_key(" ".join(token for token, _ in s)) for s in _pos_sentences(demo, lang, ("train",))]
+        held = {match_key(" ".join(token for token, _ in s)) for s in _pos_sentences(demo, lang, HELD_OUT_SPLITS)}
+        assert all(key in pretraining for key in train if key not in held)
+
+
+def test_repeated_lines_of_a_held_out_sentence_are_held_out_too() -> None:
+    sentences = [Sentence("a", ("x",), (), "Burda da yok."), Sentence("b", ("x",), (), "burda da  yok"),
+                 Sentence("c", ("x",), (), "Başka bir cümle.")]
+    kept = demo_data.pretraining_sentences(sentences, {"a"}, [])
+    assert [sentence.sent_id for sentence in kept] == ["c"]
+    kept = demo_data.pretraining_sentences(sentences, set(), ["Başka bir cümle"])
+    assert [sentence.sent_id for sentence in kept] == ["a", "b"]
+
+
+def test_english_pos_follows_the_split_of_the_greek_it_translates(tmp_path: Path, fake_index: FakeIndex) -> None:
+    demo = fetch_demo_data(tmp_path / "cache", progress=False, pins=fake_index.pins, downloader=fake_index.download)
+    greek_verses = {verse.text: verse.sent_id for verse in read_sblgnt(FIXTURES / "SBLGNT.tsv")}
+    english_verses = {match_key(verse.text): verse.sent_id
+                      for verse in read_bsb([FIXTURES / "nt_BSB.tsv"])}
+    for split in SPLITS:
+        greek = {greek_verses[" ".join(t for t, _ in s)] for s in _pos_sentences(demo, "grc", (split,))}
+        english = {english_verses[match_key(" ".join(t for t, _ in s))] for s in _pos_sentences(demo, "en", (split,))}
+        assert english <= greek  # BSB and SBLGNT share verse numbers in these verses
+    manifest = json.loads(demo.manifest_path.read_text(encoding="utf-8"))
+    english_total = sum(len(_pos_sentences(demo, "en", (split,))) for split in SPLITS)
+    assert english_total == 5  # Matt 1:23 has no alignment rows here: its rare unaligned words drop it
+    assert manifest["projection"]["verses_dropped_unknown_tag"] == 1
+    rows = [row for sentence in _pos_sentences(demo, "en", SPLITS) for row in sentence]
+    assert ("wept", "VERB") in rows and ("Jesus", "NOUN") in rows
+    assert all(tag in SHARED_TAGS for _, tag in rows) and not any(token in {",", ".", "“"} for token, _ in rows)
+
+
+def test_split_of_english_verse_needs_one_greek_split() -> None:
+    def verse(*greek: str) -> demo_data.ProjectedVerse:
+        return demo_data.ProjectedVerse("40001001", frozenset(greek), (("word", "NOUN"),))
+
+    split_of = {"40001001": "train", "40001002": "test"}
+    assert demo_data.split_of_english_verse(verse("40001001"), split_of) == "train"
+    assert demo_data.split_of_english_verse(verse("40001001", "40001002"), split_of) is None
+    assert demo_data.split_of_english_verse(verse("40001001", "99999999"), split_of) == "train"
+    assert demo_data.split_of_english_verse(verse("99999999"), split_of) is None
+
+
+def test_read_conll_round_trip_and_errors(tmp_path: Path) -> None:
+    path = tmp_path / "pos.tsv"
+    write_conll(path, [[("Burda", "PRON"), ("da", "PRT")], [("yok", "VERB")]])
+    assert read_conll(path) == [[("Burda", "PRON"), ("da", "PRT")], [("yok", "VERB")]]
+    path.write_text("Burda\tPRON\nda PRT\n\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"pos.tsv:2: expected token<TAB>TAG"):
+        read_conll(path)
 
 
 def test_second_fetch_reuses_cache_and_force_refetches(tmp_path: Path, fake_index: FakeIndex) -> None:
@@ -258,7 +337,7 @@ def test_pip_failure_is_a_download_error(tmp_path: Path, monkeypatch: pytest.Mon
         assert "--no-deps" in command and "bible-alignments==0.4.2" in command
         return subprocess.CompletedProcess(command, 1, "", "WARNING: retrying\nERROR: No matching distribution found\n")
 
-    monkeypatch.setattr(demo_data.subprocess, "run", failing_run)
+    monkeypatch.setattr(demo_sources.subprocess, "run", failing_run)
     expected = "could not download bible-alignments==0.4.2 with pip: ERROR: No matching"
     with pytest.raises(DownloadError, match=expected) as caught:
         demo_data.pip_download(BIBLE_ALIGNMENTS, tmp_path)
@@ -273,7 +352,7 @@ def test_pip_network_failure_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def failing_run(command: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(command, 1, "", stderr)
 
-    monkeypatch.setattr(demo_data.subprocess, "run", failing_run)
+    monkeypatch.setattr(demo_sources.subprocess, "run", failing_run)
     with pytest.raises(DownloadError, match="the package index could not be reached") as caught:
         demo_data.pip_download(TURKISH_TREEBANKS, tmp_path)
     assert "\n" not in str(caught.value)
@@ -344,3 +423,20 @@ def test_fetch_real_demo_data(tmp_path: Path) -> None:
     assert total("tr") == (4851, 57415)  # 66,466 IG-merged words minus 9,051 PUNCT
     train, dev, test = (counts[f"pos/grc/{split}.tsv"][0] for split in ("train", "dev", "test"))
     assert (train, dev, test) == (6351, 794, 794)
+
+    manifest = json.loads(demo.manifest_path.read_text(encoding="utf-8"))
+    projection = manifest["projection"]
+    assert projection["english_words"] == 171894 and projection["punctuation_tokens_dropped"] == 29242
+    assert projection["aligned_english_words"] == 171172  # 722 English words are in no record
+    assert projection["words_by_record_shape"] == {"1-1": 75546, "1-n": 81212, "n-1": 1809, "n-n": 12605}
+    assert sum(projection["words_by_rule"].values()) == projection["english_words"]
+    assert projection["verses"] == 7941 and projection["verses_kept"] == 7894
+    assert total("en")[0] == 7894 - projection["verses_spanning_splits_or_without_sblgnt"]
+
+    # the pretraining text holds out every POS dev/test sentence (and the English translations of the Greek ones)
+    for lang in POS_LANGUAGES:
+        pretraining = {match_key(line) for line in _lines(demo.pretrain[lang])}
+        for sentence in _pos_sentences(demo, lang, HELD_OUT_SPLITS):
+            assert match_key(" ".join(token for token, _ in sentence)) not in pretraining
+    assert counts["pretrain/grc.txt"][0] == 7939 - manifest["pretraining_held_out_sentences"]["grc"]
+    assert manifest["pretraining_held_out_sentences"]["grc"] >= 794 + 794
