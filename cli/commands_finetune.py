@@ -19,20 +19,25 @@ Settings (Wang et al. 2020 App. A; Guo et al. 2023 for few-shot):
 Model selection: fairseq's ``--best-checkpoint-metric`` on a per-language dev
 metric (``--select source``: the paper's rule, ``target``: the average over the
 target languages, ``average``: over all dev languages), a checkpoint every epoch,
-``checkpoint_best.pt`` being the selected one.  A grid is chosen by the mean over
-seeds of each run's best dev score; the chosen point's ``checkpoint_best.pt`` of
-every seed is then evaluated on the test sets of all languages, and
-``DIR/results.{json,md}`` report mean ± std over seeds (sample std).
+``checkpoint_best.pt`` being the selected one (fairseq keeps the last of tied
+scores; a run's summary reports the validation that file holds, and its dev
+history comes from the whole ``train.log``, which every attempt of a resumed run
+appends to).  A grid is chosen by the mean over seeds of each run's best dev
+score; the chosen point's ``checkpoint_best.pt`` of every seed is then evaluated
+on the test sets of all languages, and ``DIR/results.{json,md}`` report mean ± std
+over seeds (sample std).  The learning-rate schedule lasts exactly the updates
+fairseq-train makes: the task counts them from the batches it builds
+(:func:`planned_updates`).
 
 ``xlint evaluate CKPT`` scores one fine-tuned checkpoint per language on the
-whole split, exactly as validation does, and writes JSON and a Markdown table.
+whole split, exactly as validation does, and writes JSON and a Markdown table;
+the checkpoint must hold exactly the task head its task builds.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import math
 import os
 import shlex
 import statistics
@@ -283,36 +288,15 @@ def selection_metric(spec: FinetuneSpec, task: str, valid: Sequence[str]) -> Tup
     return f"{metric}_avg", "average over all dev sets"
 
 
-def count_train_inputs(data: Path, meta: Dict[str, Any], task: str, langs: Sequence[str], max_examples: int,
-                       max_length: int) -> int:
-    """About how many model inputs (windows) one training epoch has (for the LR schedule)."""
-    from ..user_dir.finetune_data import read_records, sliding_windows
+def planned_updates(command: Sequence[str]) -> int:
+    """How many updates the fairseq-train ``command`` makes: its task counts the batches it builds."""
+    from ..user_dir.finetune_base import count_train_updates, parse_train_args
 
-    total = 0
-    for lang in langs:
-        records = read_records(str(data), lang, "train")
-        if max_examples:
-            records = records[:max_examples]
-        for record in records:
-            if task == "tagging":
-                total += len(sliding_windows(len(record["tokens"]), max_length - 2, max(1, (max_length - 2) // 2)))
-            elif task == "qa":
-                question = min(len(record["question_tokens"]), 64)
-                width = max(1, max_length - question - 3)
-                total += len(sliding_windows(max(1, len(record["context_tokens"])), width, 128))
-            else:
-                total += 1
-    return total
-
-
-def _passthrough_value(args: Sequence[str], flag: str) -> Optional[str]:
-    value = None
-    for index, arg in enumerate(args):
-        if arg == flag and index + 1 < len(args):
-            value = args[index + 1]
-        elif arg.startswith(flag + "="):
-            value = arg.split("=", 1)[1]
-    return value
+    try:
+        with _quiet_loggers():
+            return count_train_updates(parse_train_args(command[1:]))
+    except ValueError as error:  # FinetuneDataError, TrainArgumentsError, or a task's refusal
+        raise click.ClickException(f"cannot count the training updates: {error}") from None
 
 
 def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
@@ -344,11 +328,6 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
     epochs = spec.epochs or PAPER_EPOCHS[task]
     default_length = 384 if task == "qa" else 128
     max_length = min(spec.max_length or default_length, int(pretrained.model_options.get("max_positions", 512)))
-    inputs = count_train_inputs(spec.data, meta, task, train, spec.max_train_examples, max_length)
-    if spec.setting == "few-shot":
-        inputs += spec.few_shot * (len(valid) - 1)
-    world = int(_passthrough_value(spec.fairseq_args, "--distributed-world-size") or 1)
-    update_freq = int((_passthrough_value(spec.fairseq_args, "--update-freq") or "1").split(",")[0])
 
     base: Dict[str, OptionValue] = {
         "task": TASK_NAMES[task], "criterion": TASK_NAMES[task], "arch": pretrained.arch,
@@ -370,28 +349,31 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
         "log_format": "json", "log_interval": 10, "cpu": spec.cpu,
     })
     runs: List[RunPlan] = []
+    updates: Dict[str, int] = {}
     for batch_size in grid["batch_size"]:
         for lr in grid["lr"]:
             for head_lr in head_lrs:
                 name = f"bs{int(batch_size)}-lr{_format_value(lr)}"
                 if head_lr is not None:
                     name += f"-hlr{_format_value(head_lr)}"
-                updates_per_epoch = math.ceil(math.ceil(inputs / int(batch_size)) / (world * update_freq))
-                total = max(1, epochs * updates_per_epoch)
                 for seed in spec.seeds:
                     run_dir = spec.save_dir / name / f"seed{seed}"
                     options = dict(base)
-                    options.update({
-                        "batch_size": int(batch_size), "lr": lr, "head_lr": head_lr,
-                        "total_num_update": total, "warmup_updates": int(round(spec.warmup_ratio * total)),
-                        "seed": seed, "save_dir": str(run_dir),
-                    })
+                    options.update({"batch_size": int(batch_size), "lr": lr, "head_lr": head_lr, "seed": seed,
+                                    "save_dir": str(run_dir)})
+                    key = str(int(batch_size))  # the learning rates and the seed change no batch
+                    if key not in updates:  # counted with a stand-in schedule length, which changes no batch
+                        counted = dict(options, total_num_update=1)
+                        updates[key] = planned_updates(fairseq_train_command(spec.data, counted, spec.fairseq_args))
+                    total = max(1, updates[key])
+                    options.update({"total_num_update": total,
+                                    "warmup_updates": int(round(spec.warmup_ratio * total))})
                     command = fairseq_train_command(spec.data, options, spec.fairseq_args)
                     runs.append(RunPlan(name, int(batch_size), lr, head_lr, seed, run_dir, command))
     info = {"task": task, "kind": meta.get("kind"), "setting": spec.setting, "source": spec.source,
             "train_languages": train, "valid_languages": valid, "test_languages": test,
             "selection": {"metric": best_metric, "rule": rule}, "epochs": epochs, "max_length": max_length,
-            "train_inputs_per_epoch": inputs, "pretrained": str(pretrained.path),
+            "train_updates": updates, "pretrained": str(pretrained.path),
             "language_specific": pretrained.language_specific, "few_shot": spec.few_shot,
             "freeze_language_specific": spec.freeze_language_specific}
     return runs, info
@@ -455,12 +437,13 @@ class ProgressPrinter:
 
 def run_streaming(command: Sequence[str], log_file: Path, on_line: Callable[[str], None],
                   env: Optional[Dict[str, str]] = None) -> None:
-    """Run a command, writing its output to ``log_file`` and each line to ``on_line``; fail with one line."""
+    """Run a command, appending its output to ``log_file`` and passing each line to ``on_line``; fail
+    with one line.  The log is appended to, so that a resumed run keeps the history before it."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ, PYTHONUNBUFFERED="1")
     environment.update(env or {})
     tail: List[str] = []
-    with open(log_file, "w", encoding="utf-8") as log:
+    with open(log_file, "a", encoding="utf-8") as log:
         try:
             process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                        env=environment, bufsize=1)
@@ -477,23 +460,71 @@ def run_streaming(command: Sequence[str], log_file: Path, on_line: Callable[[str
         raise click.ClickException(f"fairseq-train exited with status {code} (log: {log_file}): {last}")
 
 
+def validation_history(log_lines: Sequence[str]) -> List[Dict[str, Any]]:
+    """The validations of a run's whole log, first to last, without those a restart superseded.
+
+    The log is appended to by every attempt, and an attempt that resumes from a
+    checkpoint at update N validates again at the updates after N: a validation at
+    update u replaces every validation logged before it at update u or later (an
+    interrupted attempt's, or those of a run restarted from scratch).
+    """
+    history: List[Dict[str, Any]] = []
+    for record in parse_log_records(log_lines, "valid"):
+        updates = _float(record.get("valid_num_updates"))
+        if updates is None:
+            continue
+        history = [kept for kept in history if float(kept["valid_num_updates"]) < updates] + [record]
+    return history
+
+
+@dataclass
+class SavedBest:
+    """What fairseq saved as ``checkpoint_best.pt``: its metric value, epoch and update."""
+
+    score: float
+    epoch: int
+    num_updates: int
+
+
+def read_saved_best(path: Path) -> SavedBest:
+    """The validation that ``checkpoint_best.pt`` holds (fairseq keeps the last of tied best scores)."""
+    import torch
+
+    from ..user_dir import checkpoint_compat  # noqa: F401  (allow-lists fairseq's globals)
+
+    try:
+        state = torch.load(str(path), map_location="cpu", mmap=True)
+    except Exception as error:  # noqa: BLE001 - an unreadable checkpoint is reported, whatever the cause
+        raise click.ClickException(f"{path}: cannot load the checkpoint ({error})") from None
+    extra = state.get("extra_state") or {}
+    iterator = extra.get("train_iterator") or {}
+    history = state.get("optimizer_history") or [{}]
+    if extra.get("val_loss") is None or "epoch" not in iterator or "num_updates" not in history[-1]:
+        raise click.ClickException(f"{path}: no validation score, epoch or update count in its extra_state")
+    # fairseq saves the iterator of the next epoch once an epoch is finished
+    epoch = int(iterator["epoch"]) - (1 if int(iterator.get("iterations_in_epoch", 0)) == 0 else 0)
+    return SavedBest(score=float(extra["val_loss"]), epoch=epoch, num_updates=int(history[-1]["num_updates"]))
+
+
 def summarise_run(run: RunPlan, log_lines: Sequence[str], metric: str) -> Dict[str, Any]:
-    """Per-epoch dev metrics of a finished run and the epoch its selection rule picks."""
-    valid = parse_log_records(log_lines, "valid")
+    """Dev metrics of every validation of a finished run (its whole log) and the one that
+    ``checkpoint_best.pt`` holds, which is what the run selected."""
+    log_file = run.run_dir / "train.log"
+    valid = validation_history(log_lines)
     if not valid:
-        raise click.ClickException(f"{run.run_dir / 'train.log'}: no validation record")
+        raise click.ClickException(f"{log_file}: no validation record")
     key = f"valid_{metric}"
-    scores = [_float(record.get(key)) for record in valid]
-    if any(score is None for score in scores):
-        raise click.ClickException(f"{run.run_dir / 'train.log'}: validation did not log {metric}")
-    best_index = max(range(len(scores)), key=lambda i: (scores[i], -i))  # first maximum, as fairseq keeps it
+    if any(_float(record.get(key)) is None for record in valid):
+        raise click.ClickException(f"{log_file}: validation did not log {metric}")
+    best_file = run.run_dir / "checkpoint_best.pt"
+    if not best_file.is_file():
+        raise click.ClickException(f"{run.run_dir}: training finished without checkpoint_best.pt")
+    best = read_saved_best(best_file)
     epochs = [{(k[len("valid_"):] if k.startswith("valid_") else k): _float(v) if _float(v) is not None else v
                for k, v in record.items()} for record in valid]
-    if not (run.run_dir / "checkpoint_best.pt").is_file():
-        raise click.ClickException(f"{run.run_dir}: training finished without checkpoint_best.pt")
     return {"name": run.name, "seed": run.seed, "batch_size": run.batch_size, "lr": run.lr, "head_lr": run.head_lr,
-            "command": shlex.join(run.command), "dev_by_epoch": epochs, "best_epoch": int(valid[best_index]["epoch"]),
-            "best_dev": scores[best_index], "checkpoint": str(run.run_dir / "checkpoint_best.pt")}
+            "command": shlex.join(run.command), "dev_by_epoch": epochs, "best_epoch": best.epoch,
+            "best_updates": best.num_updates, "best_dev": best.score, "checkpoint": str(best_file)}
 
 
 def train_run(run: RunPlan, index: int, total: int, info: Dict[str, Any], spec: FinetuneSpec) -> Dict[str, Any]:
@@ -611,12 +642,13 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
 
     Runs the task's criterion in eval mode over every batch, collects the
     predictions and scores them as validation does; with ``with_predictions`` the
-    result also holds one record per example under ``"predictions"``.
+    result also holds one record per example under ``"predictions"``.  The task
+    head is loaded strictly: a checkpoint whose head does not fit is an error.
     """
     import torch
 
     from ..user_dir import checkpoint_compat  # noqa: F401
-    from ..user_dir.finetune_base import FinetuneTask, collect_predictions
+    from ..user_dir.finetune_base import CheckpointMismatchError, FinetuneTask, collect_predictions, load_finetuned_model
     from ..user_dir.finetune_data import FinetuneDataError
     from fairseq import checkpoint_utils
 
@@ -639,8 +671,8 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
             raise click.BadParameter(f"{data_dir} was encoded with another dictionary than {checkpoint}'s model",
                                      param_hint="--data")
         try:
-            models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], state=state)
-        except FinetuneDataError as error:
+            model, cfg, task = load_finetuned_model(state, str(checkpoint))
+        except (FinetuneDataError, CheckpointMismatchError) as error:
             raise click.ClickException(str(error)) from None
     if not isinstance(task, FinetuneTask):
         raise click.BadParameter(f"{checkpoint} is not a fine-tuned xlint checkpoint (task {cfg.task._name})",
@@ -657,7 +689,6 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
     else:
         task.valid_languages = chosen
     use_cuda = torch.cuda.is_available() and not cpu
-    model = models[0]
     if use_cuda:
         model = model.cuda()
     criterion = task.build_criterion(cfg.criterion)
@@ -704,8 +735,8 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
 
 @contextlib.contextmanager
 def _quiet_loggers():
-    """fairseq and xlint INFO messages off while evaluating in-process."""
-    loggers = [logging.getLogger(name) for name in ("fairseq", "xlint")]
+    """fairseq's, hydra's and xlint's INFO and DEBUG messages off while working in-process."""
+    loggers = [logging.getLogger(name) for name in ("fairseq", "hydra", "xlint")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
@@ -815,7 +846,8 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
 @click.option("--split", type=click.Choice(["test", "dev"]), default="test", show_default=True)
 @click.option("--languages", help="comma-separated languages (default: every language with the split)")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="output prefix: writes OUT.json and OUT.md [default: CHECKPOINT_DIR/eval-SPLIT]")
+              help="output prefix: writes OUT.json and OUT.md (OUT may end in .json) "
+              "[default: CHECKPOINT_DIR/eval-SPLIT]")
 @click.option("--predictions", is_flag=True, help="also write OUT.predictions.jsonl (one line per example)")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--cpu", is_flag=True, help="evaluate on CPU even if a GPU is available")
@@ -825,16 +857,30 @@ def evaluate(checkpoint: Path, data: Optional[Path], split: str, languages: Opti
     """Score a fine-tuned CHECKPOINT per language on a whole split (JSON + Markdown table)."""
     result = evaluate_checkpoint(checkpoint, data=data, split=split, languages=parse_list(languages, str, "--languages"),
                                  batch_size=batch_size, cpu=cpu, with_predictions=predictions, progress=not quiet)
-    prefix = out or checkpoint.parent / f"eval-{split}"
+    paths = evaluation_paths(out or checkpoint.parent / f"eval-{split}")
     records = result.pop("predictions", None)
     if records is not None:
-        write_text_atomic(prefix.with_name(prefix.name + ".predictions.jsonl"),
-                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        write_text_atomic(paths.predictions, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     table = evaluation_markdown(result)
-    write_json_atomic(prefix.with_name(prefix.name + ".json"), result)
-    write_text_atomic(prefix.with_name(prefix.name + ".md"), table)
+    write_json_atomic(paths.json, result)
+    write_text_atomic(paths.markdown, table)
     click.echo(table)
-    click.echo(f"written: {prefix.with_name(prefix.name + '.json')}, {prefix.with_name(prefix.name + '.md')}")
+    click.echo(f"written: {paths.json}, {paths.markdown}" + (f", {paths.predictions}" if records is not None else ""))
+
+
+@dataclass
+class EvaluationPaths:
+    json: Path
+    markdown: Path
+    predictions: Path
+
+
+def evaluation_paths(out: Path) -> EvaluationPaths:
+    """``OUT.json``, ``OUT.md`` and ``OUT.predictions.jsonl``; an ``OUT`` ending in .json or .md
+    names the file itself (``--out eval.json`` writes eval.json and eval.md)."""
+    prefix = out.with_suffix("") if out.suffix in (".json", ".md") else out
+    return EvaluationPaths(json=prefix.with_name(prefix.name + ".json"), markdown=prefix.with_name(prefix.name + ".md"),
+                           predictions=prefix.with_name(prefix.name + ".predictions.jsonl"))
 
 
 # --------------------------------------------------------------------------- the demo's downstream table

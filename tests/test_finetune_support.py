@@ -9,17 +9,19 @@ session: :func:`world` memoises it for every test module that asks.
 """
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from click.testing import CliRunner
 
 from conftest import run_fairseq_train
 
 from xlint.preprocess.task_formats import (
+    NLI_LABELS,
     NliExample,
     QaAnswer,
     QaExample,
@@ -29,6 +31,7 @@ from xlint.preprocess.task_formats import (
     write_squad_json,
     write_wikiann,
 )
+from xlint.user_dir.finetune_data import read_records
 
 LANGS = ("en", "fr")
 WORDS: Dict[str, Dict[str, List[str]]] = {
@@ -145,11 +148,68 @@ def write_downstream_files(root: Path) -> Dict[str, Dict[Tuple[str, str], Path]]
 
 
 def convert(world: World, command: str, name: str, out_name: str, *extra: str) -> Path:
+    return convert_files(world, command, world.specs(name), world.root / out_name, *extra)
+
+
+#: learnable XNLI: the label is the word class of every hypothesis word, a class that the
+#: premise (of the first template: DET NOUN VERB DET NOUN) never has
+NLI_CUES = {"entailment": "ADJ", "neutral": "ADP", "contradiction": "PRON"}
+
+
+def learnable_nli(rng: random.Random, lang: str, count: int) -> List[NliExample]:
+    examples = []
+    for number in range(count):
+        label = NLI_LABELS[number % 3]
+        premise = [rng.choice(WORDS[lang][tag]) for tag in TEMPLATES[0]]
+        hypothesis = [rng.choice(WORDS[lang][NLI_CUES[label]]) for _ in range(4)]
+        examples.append(NliExample(" ".join(premise), " ".join(hypothesis), label, lang))
+    return examples
+
+
+def learnable_qa(rng: random.Random, lang: str, split: str, count: int) -> List[QaExample]:
+    """Learnable QA: the answer is the one name in a context of three sentences of ordinary
+    words (many contexts need two windows at ``--max-length`` 32)."""
+    examples = []
+    for number in range(count):
+        words = [word for _ in range(3) for word in tagged_sentence(rng, lang).tokens]
+        name = rng.choice(NAMES[lang])
+        index = rng.randrange(len(words) + 1)
+        words.insert(index, name)
+        start = len(" ".join(words[:index])) + (1 if index else 0)
+        examples.append(QaExample(f"{lang}-{split}-{number}", " ".join(words), "who ?", [QaAnswer(name, start)],
+                                  lang))
+    return examples
+
+
+_LEARNABLE: Dict[str, Path] = {}
+
+
+def learnable(world_: World) -> Dict[str, Path]:
+    """Converted learnable XNLI (``nli``) and QA (``qa``) data (built on first use): en has
+    240 training, 30 dev and 30 test examples each, fr 30 dev and 30 test examples."""
+    if not _LEARNABLE:
+        rng = random.Random(5)
+        folder = world_.root / "learnable"
+        folder.mkdir()
+        specs: Dict[str, List[str]] = {"nli": [], "qa": []}
+        sizes = [("en", "train", 240), ("en", "dev", 30), ("en", "test", 30), ("fr", "dev", 30), ("fr", "test", 30)]
+        for lang, split, count in sizes:
+            path = folder / f"{lang}-{split}.xnli.tsv"
+            write_nli_tsv(path, learnable_nli(rng, lang, count))
+            specs["nli"].append(f"{lang}:{split}={path}")
+            path = folder / f"{lang}-{split}.squad.json"
+            write_squad_json(path, learnable_qa(rng, lang, split, count))
+            specs["qa"].append(f"{lang}:{split}={path}")
+        for name, command in (("nli", "xnli"), ("qa", "squad")):
+            _LEARNABLE[name] = convert_files(world_, command, specs[name], folder / f"ft-{name}")
+    return dict(_LEARNABLE)
+
+
+def convert_files(world_: World, command: str, specs: List[str], out: Path, *extra: str) -> Path:
     from xlint.cli.main import cli
 
-    out = world.root / out_name
-    result = CliRunner().invoke(cli, ["data", "convert", command, "--corpus", str(world.corpus), "--out", str(out),
-                                      "--quiet", *extra, *world.specs(name)])
+    result = CliRunner().invoke(cli, ["data", "convert", command, "--corpus", str(world_.corpus), "--out", str(out),
+                                      "--quiet", *extra, *specs])
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out
 
@@ -170,6 +230,25 @@ def world(tmp_path_factory) -> World:
         built.converted["qa"] = convert(built, "squad", "qa", "ft-qa")
         _WORLD = built
     return _WORLD
+
+
+def relabel_dev(source: Path, destination: Path, lang: str, relabel: Callable[[List[str]], List[str]]) -> Path:
+    """A copy of tagging data whose ``lang`` dev tags are replaced by ``relabel(tags)``."""
+    shutil.copytree(source, destination)
+    path = destination / lang / "dev.jsonl"
+    records = read_records(str(destination), lang, "dev")
+    for record in records:
+        record["tags"] = relabel(record["tags"])
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return destination
+
+
+def poison_dev(source: Path, destination: Path, lang: str) -> Path:
+    """A copy of tagging data whose ``lang`` dev tags are all shifted to another tag: the better
+    the tagger, the worse it scores there, so that dev set's best epoch comes early."""
+    labels = json.loads((source / "meta.json").read_text(encoding="utf-8"))["labels"]
+    shift = {tag: labels[(i + 1) % len(labels)] for i, tag in enumerate(labels)}
+    return relabel_dev(source, destination, lang, lambda tags: [shift[tag] for tag in tags])
 
 
 # --------------------------------------------------------------------------- checks of the builders

@@ -364,3 +364,121 @@ def collect_predictions(task: FinetuneTask, model, criterion, dataset: FinetuneD
                 progress(done, total)
     return items
 
+
+
+class CheckpointMismatchError(ValueError):
+    """A fine-tuned checkpoint whose weights do not fit the model its task builds (one line)."""
+
+
+def head_mismatch(expected: Dict[str, torch.Size], saved: Dict[str, torch.Size]) -> Optional[str]:
+    """What is wrong with the saved task-head tensors (``heads.*`` name -> shape), or None."""
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    if missing:
+        return f"missing task-head key(s) {', '.join(missing)}"
+    if unexpected:
+        return f"unexpected task-head key(s) {', '.join(unexpected)}"
+    reshaped = [f"{key} {list(saved[key])} (the task builds {list(expected[key])})" for key in sorted(expected)
+                if tuple(expected[key]) != tuple(saved[key])]
+    if reshaped:
+        return f"task-head shape(s) {', '.join(reshaped)}: other labels in the data?"
+    return None
+
+
+def load_finetuned_model(state: Dict[str, Any], checkpoint: str) -> Tuple[torch.nn.Module, Any, FinetuneTask]:
+    """(model, cfg, task) of a fine-tuned checkpoint's ``state``, loaded strictly.
+
+    As fairseq's ``load_model_ensemble_and_task``, except that the task head must be
+    exactly the saved one: the model's ``upgrade_state_dict_named`` gives a model a
+    new, randomly initialised head where a checkpoint has none (which is right when
+    fine-tuning starts from a pretrained model, and wrong for evaluation).  A
+    missing, unexpected or differently shaped ``heads.*`` tensor is a
+    :class:`CheckpointMismatchError` naming the key, as is any other key that
+    torch's strict loading refuses.
+    """
+    from fairseq import tasks
+
+    cfg = state["cfg"]
+    task = tasks.setup_task(cfg.task, from_checkpoint=True)
+    if "task_state" in state:
+        task.load_state_dict(state["task_state"])
+    model = task.build_model(cfg.model, from_checkpoint=True)
+    saved_heads = {key: value.shape for key, value in state["model"].items() if key.startswith("heads.")}
+    built_heads = {key: value.shape for key, value in model.state_dict().items() if key.startswith("heads.")}
+    problem = head_mismatch(built_heads, saved_heads)
+    if problem:
+        raise CheckpointMismatchError(f"{checkpoint}: {problem}")
+    history = state.get("optimizer_history") or [{}]
+    if "num_updates" in history[-1]:
+        model.set_num_updates(history[-1]["num_updates"])
+    try:
+        model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
+    except RuntimeError as error:
+        raise CheckpointMismatchError(f"{checkpoint}: " + " ".join(str(error).split())) from None
+    return model, cfg, task
+
+
+# --------------------------------------------------------------------------- the length of a fine-tuning run
+
+
+class TrainArgumentsError(ValueError):
+    """Arguments that ``fairseq-train`` would refuse (one line, argparse's message)."""
+
+
+def parse_train_args(argv: Sequence[str]):
+    """The configuration ``fairseq-train`` builds from ``argv`` (its arguments, without the program);
+    arguments it would refuse raise :class:`TrainArgumentsError` instead of printing its usage."""
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    def refuse(message: str):
+        raise TrainArgumentsError(f"fairseq-train would refuse its arguments: {message}")
+
+    parser = options.get_training_parser()
+    parser.error = refuse  # argparse reports every bad argument through the parser's error()
+    return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, list(argv)))
+
+
+def count_train_updates(cfg) -> int:
+    """How many optimizer updates ``fairseq-train`` makes with ``cfg`` (see :func:`parse_train_args`).
+
+    The task builds its model (whose languages route the examples and whose length
+    caps the windows) and its training set exactly as in training; fairseq's own
+    iterators then batch it (``--batch-size``, ``--max-tokens``,
+    ``--required-batch-size-multiple``), shard it over ``--distributed-world-size``
+    workers and group it into updates (``--update-freq``, per epoch, and
+    ``--skip-remainder-batch``), for every epoch up to ``--max-epoch``, capped at
+    ``--max-update``.  Updates that fairseq skips at run time (fp16 overflow, OOM)
+    cannot be foreseen.
+    """
+    from fairseq import tasks, utils as fairseq_utils
+    from fairseq.data import iterators
+
+    max_epoch, max_update = cfg.optimization.max_epoch, cfg.optimization.max_update
+    if max_epoch <= 0:
+        if max_update <= 0:
+            raise ValueError("neither --max-epoch nor --max-update ends the training")
+        return int(max_update)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    dataset = task.load_dataset(cfg.dataset.train_subset)
+    batches = task.get_batch_iterator(
+        dataset=dataset, max_tokens=cfg.dataset.max_tokens, max_sentences=cfg.dataset.batch_size,
+        max_positions=fairseq_utils.resolve_max_positions(task.max_positions(), model.max_positions(),
+                                                          cfg.dataset.max_tokens),
+        ignore_invalid_inputs=True, required_batch_size_multiple=cfg.dataset.required_batch_size_multiple,
+        seed=cfg.common.seed, num_shards=cfg.distributed_training.distributed_world_size, shard_id=0,
+        num_workers=0, epoch=1, disable_iterator_cache=True,
+        skip_remainder_batch=cfg.optimization.skip_remainder_batch,
+        grouped_shuffling=cfg.dataset.grouped_shuffling,
+    ).next_epoch_itr(shuffle=False)
+    update_freqs = list(cfg.optimization.update_freq)
+    updates_by_freq: Dict[int, int] = {}
+    total = 0
+    for epoch in range(1, max_epoch + 1):
+        freq = int(update_freqs[min(epoch, len(update_freqs)) - 1])
+        if freq not in updates_by_freq:
+            updates_by_freq[freq] = len(iterators.GroupedIterator(
+                batches, freq, skip_remainder_batch=cfg.optimization.skip_remainder_batch))
+        total += updates_by_freq[freq]
+    return min(total, max_update) if max_update > 0 else total
