@@ -23,6 +23,17 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
 #: Training presets.  ``paper``: Wang et al. (2020) Sec. 3 / XLM's recipe: 8 layers, d=512,
 #: Adam (0.9, 0.98) at 1e-4 with XLM's inverse-sqrt schedule, 128 streams of 256 tokens per
 #: GPU (512 on 4 GPUs), fp16, 50 epochs of 10k updates.  ``tiny``: a CPU-sized smoke model.
+#:
+#: Every update trains one language, so the other languages' modules get no gradient, and
+#: they must stay untouched (values and Adam moments), as in one fp32 process.  The presets
+#: use settings under which the xlm_mlm task guarantees that (it refuses the others at
+#: start): ``--ddp-backend legacy_ddp`` (fairseq's default pytorch DDP fails on unused
+#: parameters unless --find-unused-parameters is given, and fairseq's wrapper of it does not
+#: run on CPU) and, with fp16, ``--fp16-no-flatten-grads`` (flat gradients give every
+#: parameter a zero gradient and one shared Adam step count).  Every variant gets the same
+#: settings, so the rows of Table 2 differ only in their modules.
+DATA_PARALLEL: Dict[str, OptionValue] = {"ddp_backend": "legacy_ddp"}
+
 SCALES: Dict[str, Dict[str, OptionValue]] = {
     "paper": {
         "arch": "xlm_adapter_paper", "criterion": "masked_lm",
@@ -30,7 +41,8 @@ SCALES: Dict[str, Dict[str, OptionValue]] = {
         "lr": 1e-4, "lr_scheduler": "inverse_sqrt", "warmup_updates": 4000, "warmup_init_lr": 1e-7,
         "batch_size": 128, "tokens_per_sample": 256, "sample_break_mode": "none",
         "max_update": 500000, "save_interval_updates": 10000, "keep_interval_updates": 3,
-        "fp16": True, "log_interval": 100, "skip_invalid_size_inputs_valid_test": True,
+        "fp16": True, "fp16_no_flatten_grads": True,
+        "log_interval": 100, "skip_invalid_size_inputs_valid_test": True,
     },
     "tiny": {
         "arch": "xlm_adapter_tiny", "criterion": "masked_lm",
@@ -83,6 +95,7 @@ def pretrain_options(scale: str, variant: str, languages: Sequence[str], save_di
     task, language_specific = VARIANTS[variant]
     options: Dict[str, OptionValue] = {"task": task, "languages": ",".join(languages)}
     options.update(SCALES[scale])
+    options.update(DATA_PARALLEL)
     options.update({"language_specific": language_specific, "save_dir": str(save_dir), "seed": seed})
     if max_update is not None:
         options["max_update"] = max_update
@@ -113,8 +126,9 @@ def pretrain(data: Path, variant: str, setting: Optional[str], lang: Optional[st
     """Pretrain a multilingual MLM on DATA (from `xlint preprocess`) with fairseq-train.
 
     Extra arguments after `--` go to fairseq-train unchanged and win over the preset,
-    e.g. distributed flags: `-- --distributed-world-size 4`. Training resumes from
-    SAVE_DIR/checkpoint_last.pt when it exists.
+    e.g. distributed flags: `-- --distributed-world-size 4` (GPUs; the preset's
+    --ddp-backend legacy_ddp keeps other languages' modules untouched in each update).
+    Training resumes from SAVE_DIR/checkpoint_last.pt when it exists.
     """
     chosen = setting_languages(setting, lang, similar, pivot, languages)
     check_data(data, chosen)

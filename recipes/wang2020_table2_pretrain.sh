@@ -29,7 +29,8 @@ if [ "$SMOKE" = 1 ]; then
   DISTRIBUTED=()
 else
   SCALE=(--scale paper)
-  DISTRIBUTED=(-- --distributed-world-size "${NGPUS:-4}" --ddp-backend legacy_ddp)
+  # the paper preset already sets --ddp-backend legacy_ddp and --fp16-no-flatten-grads
+  DISTRIBUTED=(-- --distributed-world-size "${NGPUS:-4}")
 fi
 
 # row name | --setting | --variant

@@ -277,3 +277,61 @@ def test_per_language_statistics(task_and_cfg):
     with metrics.aggregate(new_root=True) as agg:
         task.reduce_metrics([logs["en"]], criterion)
     assert "loss_en" in agg.get_smoothed_values() and "loss_fr" not in agg.get_smoothed_values()
+
+
+def reduction_layout(log: dict):
+    """How fairseq's all_reduce_dict lays a logging output out: tensors and Python numbers go
+    to two separate buffers, each in key order; ranks are summed position by position."""
+    return ([k for k, v in log.items() if torch.is_tensor(v)], [k for k, v in log.items() if not torch.is_tensor(v)])
+
+
+def as_dummy(log: dict) -> dict:
+    """What fairseq's trainer sends for a rank that ran the dummy batch (ignore=True)."""
+    return {k: torch.zeros_like(v) if torch.is_tensor(v) else 0 for k, v in log.items()}
+
+
+def test_per_language_statistics_reduce_alike_on_every_rank(task_and_cfg):
+    """Ranks holding en, fr or no batch (the dummy) in one validation step log the same layout,
+    so the all-reduce adds en to en and fr to fr."""
+    task, cfg = task_and_cfg
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    itr = task.get_batch_iterator(task.dataset("valid"), max_tokens=MAX_TOKENS, max_positions=(64, 64), seed=3)
+    logs = {}
+    for sample in itr.next_epoch_itr(shuffle=False):
+        logs.setdefault(task.languages[sample["language"]], task.valid_step(sample, model, criterion)[2])
+    en, fr = logs["en"], logs["fr"]
+    dummy = as_dummy(en)
+    assert reduction_layout(en) == reduction_layout(fr) == reduction_layout(dummy)
+    # sum as the all-reduce does: per buffer, position by position
+    reduced = {k: en[k] + fr[k] + dummy[k] for k in en}
+    with metrics.aggregate(new_root=True) as agg:
+        task.reduce_metrics([reduced], criterion)
+    values = agg.get_smoothed_values()
+    for lang, log in logs.items():
+        want = float(log["loss"]) / float(log["sample_size"]) / math.log(2)
+        assert float(values[f"loss_{lang}"]) == pytest.approx(want, abs=1e-3)
+
+
+def test_sampler_without_temperature_through_the_task(tiny_mlm_data):
+    """A registered sampler that takes no ``temperature`` works with --language-sampler."""
+    from xlint.user_dir.language_sampling import LANGUAGE_SAMPLER_REGISTRY, LanguageSampler, register_language_sampler
+
+    name = "test_uniform_no_temperature"
+
+    @register_language_sampler(name)
+    class Uniform(LanguageSampler):
+        def compute_probabilities(self):
+            return np.full(len(self.languages), 1 / len(self.languages))
+
+    try:
+        cfg, task = setup_task(tiny_mlm_data, "--language-sampler", name)
+        task.load_dataset("train")
+        assert isinstance(task.language_sampler, Uniform)
+        assert task.language_sampler.seed == cfg.common.seed
+        counts = Counter()
+        for epoch in range(1, 41):
+            counts.update(plan_languages(task, cfg, epoch))
+        assert abs(counts[0] / sum(counts.values()) - 0.5) < 0.05, counts
+    finally:
+        LANGUAGE_SAMPLER_REGISTRY.pop(name, None)

@@ -5,11 +5,16 @@ Samplers are registered by name (``--language-sampler NAME``), so that tasks
 the tasks.  A sampler draws one language per *update*; the draw depends only on
 (seed, epoch, update index), so every data-parallel rank draws the same language
 for the same update without communicating.
+
+Tasks pass every sampling option they have (``seed``, ``temperature``);
+:func:`build_language_sampler` hands a sampler only those its constructor takes, so a
+sampler needs to declare only the options it uses.
 """
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import Callable, Dict, Sequence, Type
+from typing import Any, Callable, Dict, Sequence, Type
 
 import numpy as np
 
@@ -34,10 +39,27 @@ def register_language_sampler(name: str) -> Callable[[Type["LanguageSampler"]], 
     return register
 
 
-def build_language_sampler(name: str, languages: Sequence[str], sizes: Sequence[int], **options) -> "LanguageSampler":
+def registered_sampler(name: str) -> Type["LanguageSampler"]:
     if name not in LANGUAGE_SAMPLER_REGISTRY:
         raise ValueError(f"unknown --language-sampler {name!r}; choose from {sorted(LANGUAGE_SAMPLER_REGISTRY)}")
-    return LANGUAGE_SAMPLER_REGISTRY[name](languages, sizes, **options)
+    return LANGUAGE_SAMPLER_REGISTRY[name]
+
+
+def sampler_accepts(name: str, option: str) -> bool:
+    """Whether the constructor of sampler ``name`` takes the keyword ``option`` (or any keyword)."""
+    parameters = inspect.signature(registered_sampler(name).__init__).parameters
+    return option in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def build_language_sampler(name: str, languages: Sequence[str], sizes: Sequence[int],
+                           **options: Any) -> "LanguageSampler":
+    """Build sampler ``name``, passing only the ``options`` its constructor takes."""
+    cls = registered_sampler(name)
+    accepted = {key: value for key, value in options.items() if sampler_accepts(name, key)}
+    ignored = sorted(set(options) - set(accepted))
+    if ignored:
+        logger.info("language sampler %s takes no %s", name, ", ".join(ignored))
+    return cls(languages, sizes, **accepted)
 
 
 class LanguageSampler:

@@ -11,7 +11,21 @@ registered language sampler (``--language-sampler temperature`` by default, with
 P_i proportional to q_i^(1/T)).  The draw depends only on (seed, epoch, update), and
 all ``--update-freq`` micro-batches of all data-parallel ranks of one update share
 the language.  Validation reports loss and perplexity per language
-(``valid_loss_<lang>``, ``valid_ppl_<lang>``) next to fairseq's overall numbers.
+(``valid_loss_<lang>``, ``valid_ppl_<lang>``) next to fairseq's overall numbers; under
+data parallelism they equal those of one process on the same data (every rank logs the
+same keys with the same types, whichever language it holds, see
+:meth:`XlmMlmTask.add_language_statistics`).
+
+Language-specific modules under data parallelism and mixed precision: a module of a
+language absent from an update gets no gradient in one fp32 process, so Adam leaves it
+(and its moments) alone.  ``legacy_ddp`` and fp16's fp32 master copies give it a zero
+gradient instead, on which Adam would move it with stale momentum.  The task therefore
+clears, right before the optimizer steps, the gradients of the absent languages'
+parameters in the tensors that the optimizer steps (:meth:`XlmMlmTask.optimizer_step`),
+so that training gives the same parameters whatever the backend and the world size.  It
+refuses at start the set-ups that cannot give that: pytorch DDP (``c10d``) without
+``--find-unused-parameters`` (it fails on unused parameters) and ``--fp16`` with flattened
+gradients (one flat tensor and one Adam step count for all parameters).
 """
 
 import json
@@ -19,10 +33,11 @@ import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import numpy as np
 import torch
+import torch.nn as nn
 from fairseq import utils
 from fairseq.data import (
     ConcatDataset,
@@ -40,11 +55,12 @@ from fairseq.data import (
 )
 from fairseq.data.shorten_dataset import maybe_shorten_dataset
 from fairseq.logging import metrics
+from fairseq.optim import FP16Optimizer
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import II
 
-from .language_sampling import LANGUAGE_SAMPLER_REGISTRY, build_language_sampler
+from .language_sampling import build_language_sampler, sampler_accepts
 from .temperature import DEFAULT_TEMPERATURE
 
 logger = logging.getLogger(__name__)
@@ -69,6 +85,15 @@ class XlmMlmConfig(MaskedLMConfig):
                           "(1 = proportional to data, large = uniform)"},
     )
     update_freq: Any = II("optimization.update_freq")
+    # read from other config groups (not options of the task): the start-up check of
+    # data-parallel and half-precision set-ups (see data_parallel_setup_problem)
+    distributed_world_size: Any = II("distributed_training.distributed_world_size")
+    ddp_backend: Any = II("distributed_training.ddp_backend")
+    find_unused_parameters: Any = II("distributed_training.find_unused_parameters")
+    fp16: Any = II("common.fp16")
+    bf16: Any = II("common.bf16")
+    memory_efficient_fp16: Any = II("common.memory_efficient_fp16")
+    fp16_no_flatten_grads: Any = II("common.fp16_no_flatten_grads")
 
 
 class MultilingualSplit(ConcatDataset):
@@ -134,6 +159,11 @@ class XlmMlmTask(MaskedLMTask):
         self.data_dir = utils.split_paths(cfg.data)[0]
         self.languages = resolve_languages(cfg.languages, self.data_dir)
         self.language_sampler = None
+        #: languages of this rank's real (non-dummy) batches in the current update; -1: a mixed batch
+        self._update_languages: Set[int] = set()
+        self._language_groups: Optional[LanguageParameterGroups] = None
+        self._gradient_mask: Optional[AbsentLanguageGradients] = None
+        self._warned_no_update_language = False
 
     # ------------------------------------------------------------------ data
 
@@ -189,6 +219,10 @@ class XlmMlmTask(MaskedLMTask):
                 self.cfg.language_sampler, self.languages, sentences,
                 seed=self.cfg.seed, temperature=self.cfg.sampling_temperature,
             )
+            if (not sampler_accepts(self.cfg.language_sampler, "temperature")
+                    and self.cfg.sampling_temperature != DEFAULT_TEMPERATURE):
+                logger.warning("--language-sampler %s has no temperature: --sampling-temperature %g is ignored",
+                               self.cfg.language_sampler, self.cfg.sampling_temperature)
             logger.info("language sampling probabilities (%s)", self.language_sampler.describe())
         return dataset
 
@@ -294,16 +328,23 @@ class XlmMlmTask(MaskedLMTask):
     def add_language_statistics(self, sample, loss, sample_size, logging_output: Dict[str, Any]) -> None:
         """Add ``loss:<lang>``/``sample_size:<lang>`` for every language (zeros for absent ones).
 
-        Every rank reports the same keys, so fairseq's fast all-reduce of logging
-        outputs stays valid whichever language a rank saw.
+        fairseq's fast all-reduce of logging outputs sums tensors and Python numbers in two
+        separate buffers, each in key order, so every rank must log the same keys with the
+        same types whichever language it holds: an absent language gets a zero of the type
+        of the criterion's own value (a tensor on the same device; no device sync).  A rank
+        without a batch runs fairseq's dummy batch, whose values fairseq zeroes keeping
+        their types, so it matches too.
         """
         batch_lang = sample.get("language", -1) if sample else -1
+        loss_value = logging_output.get("loss", 0.0)
+        loss_zero, size_zero = _zero_like(loss_value), _zero_like(sample_size)
         for lang_index, lang in enumerate(self.languages):
             present = lang_index == batch_lang
-            logging_output[f"loss:{lang}"] = logging_output.get("loss", 0.0) if present else 0.0
-            logging_output[f"sample_size:{lang}"] = sample_size if present else 0
+            logging_output[f"loss:{lang}"] = loss_value if present else loss_zero
+            logging_output[f"sample_size:{lang}"] = sample_size if present else size_zero
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        self._record_update_language(model, sample, ignore_grad)
         loss, sample_size, logging_output = super().train_step(
             sample, model, criterion, optimizer, update_num, ignore_grad)
         self.add_language_statistics(sample, loss, sample_size, logging_output)
@@ -314,6 +355,62 @@ class XlmMlmTask(MaskedLMTask):
         self.add_language_statistics(sample, loss, sample_size, logging_output)
         return loss, sample_size, logging_output
 
+    # ------------------------------------------------------------------ language-specific modules
+
+    def language_parameter_groups(self, model: nn.Module) -> "LanguageParameterGroups":
+        """The trainable parameters of each language's own modules (computed once per model)."""
+        inner = unwrap_model(model)
+        if self._language_groups is None or self._language_groups.model is not inner:
+            self._language_groups = LanguageParameterGroups.of(inner, len(self.languages))
+        return self._language_groups
+
+    def _record_update_language(self, model: nn.Module, sample, ignore_grad: bool) -> None:
+        """Note the language of this micro-batch; the first micro-batch of an update starts afresh.
+
+        fairseq's trainer clears all gradients before an update (and after a skipped one),
+        so the first micro-batch of an update is the one that finds the sentinel parameter
+        (a shared one that every forward pass uses) without a gradient.
+        """
+        groups = self.language_parameter_groups(model)
+        if not groups.any_trainable:
+            return
+        if groups.sentinel is None or groups.sentinel.grad is None:
+            self._update_languages.clear()
+        if not ignore_grad:  # a dummy batch (a rank without data) trains no language
+            self._update_languages.add(sample.get("language", -1) if sample else -1)
+
+    def optimizer_step(self, optimizer, model, update_num):
+        """Clear the absent languages' gradients, then step (the trainer calls this after the
+        gradients' all-reduce and clipping).  Subclasses override it and chain with super()."""
+        self.clear_absent_language_gradients(optimizer, model, update_num)
+        super().optimizer_step(optimizer, model, update_num)
+
+    def clear_absent_language_gradients(self, optimizer, model: nn.Module, update_num: int) -> None:
+        """Set ``.grad = None`` on the stepped copies of the parameters of languages absent from
+        this update, so that Adam skips them (values and moments) as in one fp32 process."""
+        groups = self.language_parameter_groups(model)
+        if not groups.any_trainable:
+            return
+        present, self._update_languages = self._update_languages, set()
+        if not present:
+            if not self._warned_no_update_language:
+                logger.warning("update %d had no training batch on this rank: the modules of absent "
+                               "languages are not protected from zero-gradient steps", update_num + 1)
+                self._warned_no_update_language = True
+            return
+        if -1 in present:  # a batch mixing languages: which modules it used is unknown without a sync
+            return
+        if self._gradient_mask is None or self._gradient_mask.optimizer is not optimizer \
+                or self._gradient_mask.groups is not groups:
+            self._gradient_mask = AbsentLanguageGradients(optimizer, groups)
+        self._gradient_mask.clear_all_but(present)
+
+    def begin_epoch(self, epoch, model):
+        super().begin_epoch(epoch, model)
+        problem = data_parallel_setup_problem(self.cfg, self.language_parameter_groups(model).any_trainable)
+        if problem is not None:
+            raise ValueError(problem)
+
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
         for lang in self.languages:
@@ -322,6 +419,95 @@ class XlmMlmTask(MaskedLMTask):
                 loss = _sum(logging_outputs, f"loss:{lang}")
                 metrics.log_scalar(f"loss_{lang}", loss / sample_size / math.log(2), sample_size, round=3)
                 metrics.log_derived(f"ppl_{lang}", _perplexity_of(f"loss_{lang}"))
+
+
+class LanguageParameterGroups:
+    """Per language, the parameters of its own modules that fairseq's optimizer trains."""
+
+    def __init__(self, model: nn.Module, groups: List[List[nn.Parameter]], sentinel: Optional[nn.Parameter]):
+        self.model = model
+        self.groups = groups
+        #: a trainable shared parameter used by every forward pass (the first one: the token embedding)
+        self.sentinel = sentinel
+        self.any_trainable = any(groups)
+
+    @classmethod
+    def of(cls, model: nn.Module, num_languages: int) -> "LanguageParameterGroups":
+        if not hasattr(model, "language_parameters"):  # a model without language-specific modules
+            return cls(model, [[] for _ in range(num_languages)], None)
+        languages = list(model.languages)
+        groups = [[p for _, p in model.language_parameters(lang) if p.requires_grad] for lang in languages]
+        sentinel = next((p for _, p in model.shared_parameters() if p.requires_grad), None)
+        return cls(model, groups, sentinel)
+
+
+class AbsentLanguageGradients:
+    """Clears the gradients of chosen languages in the tensors that an optimizer steps.
+
+    fairseq's ``FP16Optimizer`` steps fp32 copies of the parameters (their gradients are
+    synced from the model's beforehand); every other optimizer (fp32, AMP,
+    ``MemoryEfficientFP16Optimizer``) steps the model's parameters themselves.
+    """
+
+    def __init__(self, optimizer, groups: LanguageParameterGroups):
+        self.optimizer = optimizer
+        self.groups = groups
+        copies = fp32_copies_of(optimizer)
+        self.stepped = [[copies.get(id(p), p) for p in group] for group in groups.groups]
+
+    def clear_all_but(self, present: Set[int]) -> None:
+        if isinstance(self.optimizer, FP16Optimizer):
+            # grads reach the fp32 copies before clipping; sync now if not, so none comes back later
+            self.optimizer._sync_fp16_grads_to_fp32()
+        for lang_index, (params, stepped) in enumerate(zip(self.groups.groups, self.stepped)):
+            if lang_index in present:
+                continue
+            for p in params:
+                p.grad = None
+            for p in stepped:
+                p.grad = None
+
+
+FLAT_FP16_FIX = ("--fp16 flattens all gradients into one tensor, so Adam would move the modules of "
+                 "languages absent from an update: add --fp16-no-flatten-grads (or use --memory-efficient-fp16)")
+
+
+def fp32_copies_of(optimizer) -> Dict[int, nn.Parameter]:
+    """``id(model parameter) -> the fp32 copy that FP16Optimizer steps``; empty for other optimizers."""
+    if not isinstance(optimizer, FP16Optimizer):
+        return {}
+    if optimizer.has_flat_params:
+        raise ValueError(FLAT_FP16_FIX)
+    return {id(p): p32 for p, p32 in zip(optimizer.fp16_params, optimizer.fp32_params)}
+
+
+def data_parallel_setup_problem(cfg: XlmMlmConfig, trains_language_modules: bool) -> Optional[str]:
+    """Why this run could not keep absent languages' modules untouched (one line), or None."""
+    if not trains_language_modules:
+        return None
+    backend = str(cfg.ddp_backend)
+    if int(cfg.distributed_world_size) > 1:
+        if backend in ("c10d", "pytorch_ddp") and not cfg.find_unused_parameters:
+            return (f"--ddp-backend {backend} fails on the modules of languages absent from an update "
+                    "(unused parameters): add --find-unused-parameters or use --ddp-backend legacy_ddp")
+        if backend not in ("c10d", "pytorch_ddp", "legacy_ddp", "no_c10d"):
+            return (f"--ddp-backend {backend} is not supported with language-specific modules: "
+                    "use --ddp-backend legacy_ddp")
+    if cfg.fp16 and not (cfg.bf16 or cfg.memory_efficient_fp16 or cfg.fp16_no_flatten_grads):
+        return FLAT_FP16_FIX
+    return None
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The fairseq model inside data-parallel wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def _zero_like(value):
+    """A zero of the same kind: a tensor on the same device and of the same dtype, or a Python number."""
+    return torch.zeros_like(value) if torch.is_tensor(value) else type(value)(0)
 
 
 def _sum(logging_outputs, key: str) -> float:
