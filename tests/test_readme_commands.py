@@ -134,14 +134,7 @@ FAIRSEQ_DATA: Dict[str, str] = {"data/fr-en": "tiny_mlm_data"}
 CONVERT_FORMATS_RUN = {"conllu", "conll", "wikiann", "xnli", "squad", "tydiqa", "mlqa"}
 
 #: README lines known to be wrong: exact command (shlex-joined) -> what is wrong and the fix
-KNOWN_WRONG: Dict[str, str] = {
-    "xlint data convert tydiqa --corpus data/ar-en --out ft/tydiqa --languages ar,en "
-    "en:train=tydiqa-goldp-v1.1-train.json dev=tydiqa-goldp-v1.1-dev.json": (
-        "`en:train=tydiqa-goldp-v1.1-train.json` labels every question of TyDiQA-GoldP's "
-        "(9-language) train file English, Arabic ones included (a SQuAD-JSON LANG: names the "
-        "language, it does not select one); fix: `train=tydiqa-goldp-v1.1-train.json` "
-        "(languages from the question ids; --languages ar,en keeps those two)"),
-}
+KNOWN_WRONG: Dict[str, str] = {}
 
 SHELL_LANGUAGES = {"bash", "sh", "shell"}
 OPERATORS = {"&&", "||", ";", "|"}
@@ -510,7 +503,9 @@ def run_pretrain(parsed: ParsedXlint, command: ReadmeCommand, workspace: Workspa
     params = parsed.params
     data = str(params["data"])
     workspace.corpus(data)
-    argv = list(command.argv) + ([] if params["dry_run"] else ["--dry-run"])
+    argv = list(command.argv)
+    if not params["dry_run"]:  # before a `--` passthrough to fairseq-train
+        argv.insert(argv.index("--") if "--" in argv else len(argv), "--dry-run")
     result = workspace.run(argv)
     assert result.exit_code == 0, _failure(result)
     lines = result.stdout.splitlines()
