@@ -170,8 +170,8 @@ def shared_args(args: argparse.Namespace) -> List[str]:
     ]
     if args.device == "cpu":
         out.append("--cpu")
-    elif args.fp16:
-        out.append("--fp16")
+    elif args.fp16:  # per-parameter fp32 masters: xlm_mlm refuses flat fp16 with language-specific modules
+        out += ["--fp16", "--fp16-no-flatten-grads"]
     return out + shlex.split(args.extra_args)
 
 
@@ -263,7 +263,7 @@ def parameter_report(variant: str, data, languages, args) -> Dict[str, object]:
 
     argv = variant_args(variant, data, languages, args) + shared_args(args)
     if args.device != "cpu":
-        argv = [a for a in argv if a != "--fp16"] + ["--cpu"]  # counting needs no GPU
+        argv = [a for a in argv if a not in ("--fp16", "--fp16-no-flatten-grads", "--bf16")] + ["--cpu"]  # no GPU
     parser = options.get_training_parser()
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
     task = tasks.setup_task(cfg.task)

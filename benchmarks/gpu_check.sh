@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 if [ -n "${GPU_CHECK_SMOKE:-}" ]; then
   ARCH=xlm_adapter_tiny; TOKENS=512; STEPS=2; LAYERS=2; DIM=64; MAXTOK=1024; UPDATES=12; WARM=4; PEXTRA=""
 else
-  ARCH=xlm_adapter_paper; TOKENS=8192; STEPS=10; LAYERS=8; DIM=512; MAXTOK=16384; UPDATES=120; WARM=40; PEXTRA="--bf16"
+  ARCH=xlm_adapter_paper; TOKENS=8192; STEPS=10; LAYERS=8; DIM=512; MAXTOK=16384; UPDATES=120; WARM=40; PEXTRA="--bf16 --fp16-no-flatten-grads"
 fi
 [ "$DEVICE" = cpu ] && PEXTRA=""
 [ "$DEVICE" = cuda ] && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$WORK/gpu.txt"
