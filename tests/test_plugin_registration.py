@@ -4,7 +4,9 @@
 ``user_dir``; the ``xlint`` commands import ``xlint.user_dir``.  Each check runs in
 a fresh interpreter, since registration is per process.
 """
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -180,3 +182,91 @@ def test_allow_list_is_what_makes_weights_only_loading_work(adapter_train_run, t
     assert "with_plugin:broadcast OK" in lines, proc.stdout
     assert "with_plugin:legacy OK" in lines, proc.stdout
     assert "received_variant adapter" in lines and "legacy_args xlm_adapter_tiny" in lines, proc.stdout
+
+
+# --------------------------------------------------------------------------- checkpoints from before the layout move
+
+FIXTURE_CHECKPOINTS = REPO_ROOT / "tests" / "fixtures" / "checkpoints"
+EXPECTED_OUTPUTS = json.loads((FIXTURE_CHECKPOINTS / "expected_outputs.json").read_text(encoding="utf-8"))
+#: committed checkpoint -> registry names its cfg holds (task, model, criterion, optimizer)
+FIXTURE_REGISTRY_NAMES = {
+    "xlm_mlm_adapter": ("xlm_mlm", "xlm_adapter_tiny", "masked_lm", "adam"),
+    "tagging": ("xlint_tagging", "xlm_adapter_tiny", "xlint_tagging", "xlint_adam"),
+}
+
+
+def fixture_data_dir(name: str, tmp_path: Path) -> Path:
+    """The data folder a committed checkpoint's task reads (``tests/fixtures/checkpoints/README.md``)."""
+    if name == "tagging":
+        return FIXTURE_CHECKPOINTS / "tagging" / "data"
+    data = tmp_path / name
+    shutil.copytree(FIXTURE_CHECKPOINTS / name, data, ignore=shutil.ignore_patterns("*.pt"))
+    for lang in json.loads((data / "metadata.json").read_text(encoding="utf-8"))["languages"]:
+        (data / lang).mkdir()
+    return data
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_REGISTRY_NAMES))
+def test_checkpoints_written_before_the_layout_move_load(name, tmp_path):
+    """fairseq's loader rebuilds task, model, criterion and optimizer of a checkpoint written by
+    the flat ``user_dir/`` from the registry names in its cfg; the model loads strictly and gives
+    the outputs recorded then; the criterion's and optimizer's class names are the ones its
+    ``optimizer_history`` holds (fairseq's trainer refuses to resume when they differ)."""
+    import torch
+    from fairseq import checkpoint_utils, optim
+
+    import xlint.user_dir  # noqa: F401
+
+    path = FIXTURE_CHECKPOINTS / name / "checkpoint.pt"
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(path)], arg_overrides={"data": str(fixture_data_dir(name, tmp_path))})
+    task_name, arch, criterion_name, optimizer_name = FIXTURE_REGISTRY_NAMES[name]
+    assert (cfg.task._name, cfg.model._name, cfg.criterion._name, cfg.optimizer._name) == (
+        task_name, arch, criterion_name, optimizer_name)
+
+    expected = EXPECTED_OUTPUTS[name]
+    model = models[0].eval()
+    with torch.no_grad():
+        output, _ = model(torch.tensor(expected["src_tokens"]), src_lang_id=torch.tensor(expected["src_lang_id"]),
+                          head="tagging" if name == "tagging" else None)
+    torch.testing.assert_close(output, torch.tensor(expected["output"], dtype=output.dtype), atol=1e-5, rtol=1e-5)
+
+    history = checkpoint_utils.load_checkpoint_to_cpu(str(path))["optimizer_history"][-1]
+    criterion = task.build_criterion(cfg.criterion)
+    optimizer = optim.build_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad])
+    assert (type(criterion).__name__, type(optimizer).__name__) == (history["criterion_name"],
+                                                                    history["optimizer_name"])
+
+
+_RESUME_SCRIPT = """
+import sys
+from fairseq import checkpoint_utils
+from fairseq_cli import train
+
+import xlint.user_dir  # noqa: F401  (allow-lists the checkpoint's non-tensor globals)
+
+checkpoint, data, save_dir, user_dir = sys.argv[1:]
+cfg = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)["cfg"]
+cfg.task.data = data
+cfg.common.user_dir = user_dir
+cfg.checkpoint.save_dir = save_dir
+cfg.checkpoint.finetune_from_model = None
+cfg.optimization.max_epoch += 1
+train.main(cfg)
+"""
+
+
+@pytest.mark.slow
+def test_finetuning_checkpoint_written_before_the_layout_move_resumes(tmp_path):
+    """``fairseq-train`` resumes the pre-move tagging run (its Adam state included) for one more epoch."""
+    save_dir = tmp_path / "run"
+    save_dir.mkdir()
+    shutil.copy(FIXTURE_CHECKPOINTS / "tagging" / "checkpoint.pt", save_dir / "checkpoint_last.pt")
+    proc = subprocess.run(
+        [sys.executable, "-c", _RESUME_SCRIPT, str(save_dir / "checkpoint_last.pt"),
+         str(fixture_data_dir("tagging", tmp_path)), str(save_dir), str(USER_DIR)],
+        cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    loaded = [line for line in proc.stdout.splitlines() if "Loaded checkpoint" in line]
+    assert loaded and loaded[0].endswith("@ 2 updates)"), proc.stdout[-4000:]
+    assert '"train_num_updates": "4"' in proc.stdout, proc.stdout[-4000:]
