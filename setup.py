@@ -3,17 +3,40 @@
 The repository's top-level folders are installed under the ``xlint`` namespace so that
 no generic module name (``cli``, ``preprocess``) lands in site-packages:
 
-    user_dir/   -> xlint.user_dir   (the fairseq plugin, also usable as --user-dir)
-    cli/        -> xlint.cli        (click commands, console script ``xlint``)
-    preprocess/ -> xlint.preprocess (raw text -> fairseq-binarized data)
-"""
-from setuptools import setup
+    user_dir/          -> xlint.user_dir   (the fairseq plugin, also usable as --user-dir)
+    cli/               -> xlint.cli        (click commands, console script ``xlint``)
+    preprocess/        -> xlint.preprocess (raw text -> fairseq-binarized data)
+    user_dir/analysis/ -> xlint.analysis   (also; pure numeric modules)
+    user_dir/metrics/  -> xlint.metrics    (also; XTREME metrics)
 
-PACKAGES = {
+The plugin's pure modules get a second name because importing anything under
+``xlint.user_dir`` first runs the plugin's ``__init__``, which registers every component and so
+imports fairseq; under ``xlint.analysis`` and ``xlint.metrics`` they import without it (see
+user_dir/analysis/__init__.py).  Subpackages are found, not listed: a new folder with an
+``__init__.py`` under a mapped folder is in the wheel.
+"""
+from typing import Dict, List
+
+from setuptools import find_packages, setup
+
+#: installed package -> repository folder
+PACKAGE_DIRS: Dict[str, str] = {
     "xlint.user_dir": "user_dir",
     "xlint.cli": "cli",
     "xlint.preprocess": "preprocess",
+    "xlint.analysis": "user_dir/analysis",
+    "xlint.metrics": "user_dir/metrics",
 }
+
+
+def mapped_packages(package_dirs: Dict[str, str]) -> List[str]:
+    """Every mapped package and all the packages below its folder."""
+    packages = []
+    for package, folder in package_dirs.items():
+        packages.append(package)
+        packages.extend(f"{package}.{subpackage}" for subpackage in find_packages(where=folder))
+    return packages
+
 
 setup(
     name="xlint",
@@ -22,8 +45,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=list(PACKAGES),
-    package_dir=PACKAGES,
+    packages=mapped_packages(PACKAGE_DIRS),
+    package_dir=PACKAGE_DIRS,
     package_data={"xlint.user_dir": ["*.md"], "xlint.preprocess": ["*.json"]},
     # torch and fairseq are installed first by scripts/install.sh (see README):
     # torch must never be resolved by pip here (it would pull CUDA wheels), and

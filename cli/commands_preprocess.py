@@ -7,15 +7,14 @@ from pathlib import Path
 
 import click
 
+from ..analysis.temperature import DEFAULT_TEMPERATURE
 from ..preprocess.bpe import BPE_KINDS, DEFAULT_BPE_SAMPLE_SENTENCES, DEFAULT_VOCAB_SIZE, SPM_MODEL_TYPES
 from ..preprocess.errors import PreprocessError
 from ..preprocess.inputs import resolve_inputs
 from ..preprocess.normalize import DEFAULT_UNICODE_FORM, UNICODE_FORMS
-from ..preprocess.pipeline import SPLITS, PreprocessConfig, run_preprocess
-from ..preprocess.splits import DEFAULT_HELDOUT_CAP
-from ..user_dir.temperature import DEFAULT_TEMPERATURE
+from ..preprocess.splits import DEFAULT_HELDOUT_CAP, SPLITS
 
-_PREPROCESS_LOGGER = logging.getLogger(run_preprocess.__module__.rpartition(".")[0])
+_PREPROCESS_LOGGER = logging.getLogger(resolve_inputs.__module__.rpartition(".")[0])
 
 
 def _parse_subsample(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, int]:
@@ -116,6 +115,9 @@ def preprocess(inputs: tuple[str, ...], out_dir: Path, split_dir: Path | None, v
                bpe: str, spm_model_type: str, vocab_size: int, bpe_sample_sentences: int, temperature: float,
                unicode_form: str, seed: int, workers: int, force: bool, quiet: bool) -> None:
     """Build a :class:`PreprocessConfig` from the options and run the pipeline."""
+    # the pipeline binarises with fairseq: imported here, so that `xlint preprocess --help` needs no torch
+    from ..preprocess.pipeline import PreprocessConfig, run_preprocess
+
     _configure_logging(quiet)
     try:
         config = PreprocessConfig(

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..user_dir.temperature import temperature_probabilities
+from ..analysis.temperature import temperature_probabilities
 from .errors import PreprocessError
 from .splits import stable_seed
 from .textio import atomic_output, atomic_text_writer, read_own_lines

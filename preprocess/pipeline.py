@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
-from ..user_dir.temperature import DEFAULT_TEMPERATURE
+from ..analysis.temperature import DEFAULT_TEMPERATURE
 from .binarize import DATASET_IMPL, binarize_split, build_shared_dictionary
 from .bpe import (
     BPE_KINDS, DEFAULT_BPE_SAMPLE_SENTENCES, DEFAULT_VOCAB_SIZE, SENTENCEPIECE, SPM_MODEL_TYPES, SUBWORD_NMT,

@@ -26,6 +26,7 @@ from xlint.cli.main import cli
 from xlint.preprocess import task_formats as tf
 from xlint.preprocess.encode import encode_words
 from xlint.preprocess.finetune_convert import FORMAT_VERSION as WRITER_VERSION
+from xlint.metrics.xtreme import accuracy, pos_scores, span_scores
 from xlint.user_dir.finetune_classification import truncate_pair
 from xlint.user_dir.finetune_data import (
     FORMAT_VERSION,
@@ -34,7 +35,6 @@ from xlint.user_dir.finetune_data import (
     sliding_windows,
 )
 from xlint.user_dir.finetune_qa import best_spans
-from xlint.user_dir.xtreme_metrics import accuracy, pos_scores, span_scores
 
 from test_finetune_support import LANGS, world
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from xlint.user_dir.hypergradient import compute_meta_gradient
+from xlint.analysis.hypergradient import compute_meta_gradient
 
 BETA = 0.3
 

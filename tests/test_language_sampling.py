@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from xlint.analysis.temperature import temperature_probabilities
 from xlint.user_dir.language_sampling import (
     LANGUAGE_SAMPLER_REGISTRY,
     LanguageSampler,
@@ -10,7 +11,6 @@ from xlint.user_dir.language_sampling import (
     build_language_sampler,
     register_language_sampler,
 )
-from xlint.user_dir.temperature import temperature_probabilities
 
 LANGS = ["en", "fr", "sw"]
 SIZES = [10000, 1000, 100]

@@ -9,8 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
+import zipfile
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -270,3 +273,95 @@ def test_finetuning_checkpoint_written_before_the_layout_move_resumes(tmp_path):
     loaded = [line for line in proc.stdout.splitlines() if "Loaded checkpoint" in line]
     assert loaded and loaded[0].endswith("@ 2 updates)"), proc.stdout[-4000:]
     assert '"train_num_updates": "4"' in proc.stdout, proc.stdout[-4000:]
+
+
+# --------------------------------------------------------------------------- light imports
+
+#: which of these a command imports is what the checks below look at
+HEAVY_MODULES = ("torch", "fairseq", "xlint.user_dir")
+
+_REPORT_HEAVY = """
+import atexit, sys
+heavy = {heavy!r}
+atexit.register(lambda: print("HEAVY-MODULES", sorted(name for name in heavy if name in sys.modules)))
+{body}
+"""
+_RUN_XLINT = """
+from xlint.cli.main import main
+sys.argv = ["xlint", *{args!r}]
+main()
+"""
+
+
+@pytest.mark.parametrize("body, allowed", [
+    pytest.param(_RUN_XLINT.format(args=["--help"]), [], id="xlint --help"),
+    pytest.param(_RUN_XLINT.format(args=["preprocess", "--help"]), [], id="xlint preprocess --help"),
+    pytest.param("import xlint.metrics.xtreme", [], id="xlint.metrics.xtreme"),
+    pytest.param("import xlint.analysis.temperature", [], id="xlint.analysis.temperature"),
+    pytest.param("import xlint.analysis.hypergradient", ["torch"], id="xlint.analysis.hypergradient"),
+    pytest.param("import xlint.user_dir", list(HEAVY_MODULES), id="xlint.user_dir"),
+])
+def test_imports_stay_light(body, allowed, tmp_path):
+    """Help texts, the metrics and the analysis modules import neither fairseq nor the plugin's
+    ``__init__`` (which registers every component, so imports fairseq); only the plugin does."""
+    code = _REPORT_HEAVY.format(heavy=HEAVY_MODULES, body=textwrap.dedent(body))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.splitlines()[-1] == f"HEAVY-MODULES {sorted(allowed)}", proc.stdout[-2000:]
+
+
+# --------------------------------------------------------------------------- the wheel
+
+def _run(command: List[str], cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(part) for part in command], cwd=cwd, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(map(str, command))}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _python_files(folder: Path) -> List[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+@pytest.mark.slow
+def test_wheel_holds_every_module_and_runs_outside_the_repository(tmp_path):
+    """A wheel built from the working tree's files holds every module of every mapped folder
+    (subpackages found, not listed); installed in a fresh venv that reuses this one's torch and
+    fairseq, ``fairseq-train --user-dir "$(xlint user-dir)"`` and ``xlint`` run from another folder."""
+    source = tmp_path / "source"
+    listed = _run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO_ROOT).stdout.split()
+    for name in listed:
+        if (REPO_ROOT / name).is_file():  # a file deleted in the working tree is still listed
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, source / name)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+          "-w", tmp_path / "wheels", source], tmp_path)
+    wheel, = (tmp_path / "wheels").glob("xlint-*.whl")
+
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = set(archive.namelist())
+    for package, folder in {"xlint/user_dir": "user_dir", "xlint/cli": "cli", "xlint/preprocess": "preprocess",
+                            "xlint/analysis": "user_dir/analysis", "xlint/metrics": "user_dir/metrics"}.items():
+        expected = {f"{package}/{name}" for name in _python_files(source / folder)}
+        assert expected <= in_wheel, sorted(expected - in_wheel)
+
+    # install first, into a venv that sees nothing else (pip resolves nothing); then reuse our packages
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path)
+    python = venv / "bin" / "python"
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel], tmp_path)
+    site_packages = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              tmp_path).stdout.strip())
+    (site_packages / "reuse_test_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    user_dir = _run([venv / "bin" / "xlint", "user-dir"], elsewhere).stdout.strip()
+    assert Path(user_dir) == site_packages / "xlint" / "user_dir"
+    # argparse checks --task against the task registry before it reaches --help (exit status 2 if unknown);
+    # fairseq's help lists the registries' choices (criteria, optimizers), not a task's own options
+    help_text = _run([python, "-m", "fairseq_cli.train", "--user-dir", user_dir, "--task", "xlm_mlm", "--help"],
+                     elsewhere).stdout
+    assert "xlint_tagging" in help_text and "xlint_adam" in help_text
+    assert "preprocess" in _run([venv / "bin" / "xlint", "--help"], elsewhere).stdout

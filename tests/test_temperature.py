@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from xlint.user_dir.temperature import DEFAULT_TEMPERATURE, temperature_probabilities
+from xlint.analysis.temperature import DEFAULT_TEMPERATURE, temperature_probabilities
 
 
 def reference_probabilities(sizes, temperature):

@@ -17,7 +17,7 @@ from fairseq.data import iterators
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.logging import metrics
 
-from xlint.user_dir.temperature import temperature_probabilities
+from xlint.analysis.temperature import temperature_probabilities
 
 USER_DIR = Path(__file__).resolve().parents[1] / "user_dir"
 MAX_TOKENS = 512

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from xlint.user_dir.xtreme_metrics import (
+from xlint.metrics.xtreme import (
     accuracy,
     average_over_languages,
     exact_match,
@@ -30,7 +30,7 @@ from xlint.user_dir.xtreme_metrics import (
     token_f1,
 )
 
-METRICS_FILE = Path(__file__).resolve().parents[1] / "user_dir" / "xtreme_metrics.py"
+METRICS_FILE = Path(__file__).resolve().parents[1] / "user_dir" / "metrics" / "xtreme.py"
 
 
 def test_module_imports_only_the_standard_library() -> None:

@@ -20,7 +20,7 @@ from fairseq.tasks import register_task
 
 from .finetune_base import FinetuneConfig, FinetuneCriterion, FinetuneTask
 from .finetune_data import PREDICTIONS_KEY, FinetuneDataError
-from .xtreme_metrics import accuracy
+from .metrics.xtreme import accuracy
 
 
 def truncate_pair(first: List[int], second: List[int], budget: int) -> Tuple[List[int], List[int]]:

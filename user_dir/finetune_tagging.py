@@ -14,7 +14,7 @@ XTREME's ``udpos``/``panx``):
   over the whole set: POS data (``kind`` pos) logs token accuracy ``acc_<lang>``
   and seqeval F1 ``f1_<lang>`` (XTREME's "POS F1"); NER data (``kind`` ner) logs
   seqeval span ``f1_<lang>``, ``precision_<lang>`` and ``recall_<lang>``, all in
-  percent, via :mod:`.xtreme_metrics`.
+  percent, via :mod:`.metrics.xtreme`.
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
@@ -27,7 +27,7 @@ from fairseq.tasks import register_task
 
 from .finetune_base import FinetuneConfig, FinetuneCriterion, FinetuneTask
 from .finetune_data import IGNORE_INDEX, PREDICTIONS_KEY, FinetuneDataError, best_window, sliding_windows
-from .xtreme_metrics import pos_scores, span_scores, token_accuracy
+from .metrics.xtreme import pos_scores, span_scores, token_accuracy
 
 #: tag given to a word that received no prediction (cannot happen in a complete pass)
 MISSING_TAG = "O"

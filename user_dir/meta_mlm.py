@@ -9,7 +9,7 @@ accumulate theta's gradient):
    language, each through its own modules;
 3. grad_phi_i V with the second-order term by a Hessian-vector product (default),
    finite differences (the paper's Eq. 8), exactly (double backprop) or dropped
-   (``--meta-second-order``), see :mod:`.hypergradient`;
+   (``--meta-second-order``), see :mod:`.analysis.hypergradient`;
 4. a step on phi_i with its own optimizer (Adam by default, following theta's
    learning-rate schedule), after averaging grad_phi_i V over data-parallel ranks;
    a non-finite meta-gradient skips the step and is counted;
@@ -56,7 +56,7 @@ from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import register_task
 from omegaconf import II
 
-from .hypergradient import FD_SCHEMES, SECOND_ORDER_MODES, compute_meta_gradient
+from .analysis.hypergradient import FD_SCHEMES, SECOND_ORDER_MODES, compute_meta_gradient
 from .xlm_mlm import MultilingualSplit, XlmMlmConfig, XlmMlmTask
 
 logger = logging.getLogger(__name__)

@@ -61,7 +61,7 @@ from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import II
 
 from .language_sampling import build_language_sampler, sampler_accepts
-from .temperature import DEFAULT_TEMPERATURE
+from .analysis.temperature import DEFAULT_TEMPERATURE
 
 logger = logging.getLogger(__name__)
 
