@@ -142,7 +142,7 @@ def read_pretrained(path: Path) -> Pretrained:
     import torch
 
     from ..user_dir import checkpoint_compat  # noqa: F401  (allow-lists fairseq's globals)
-    from ..user_dir.xlm_adapter import XlmAdapterConfig
+    from ..user_dir.models.xlm_adapter import XlmAdapterConfig
 
     if not path.is_file():
         raise click.BadParameter(f"{path} is not a file", param_hint="--pretrained")

@@ -29,13 +29,16 @@ from fairseq.tasks import TASK_REGISTRY
 from xlint.user_dir.language_sampling import LANGUAGE_SAMPLER_REGISTRY
 
 assert sys.modules["user_dir"] is sys.modules["xlint.user_dir"], "the two names must be one module"
-assert MODEL_REGISTRY["xlm_adapter"].__module__ == "xlint.user_dir.xlm_adapter"
+assert MODEL_REGISTRY["xlm_adapter"].__module__ == "xlint.user_dir.models.xlm_adapter"
 assert TASK_REGISTRY["xlm_mlm"].__module__ == "xlint.user_dir.xlm_mlm"
 for arch in ("xlm_adapter_tiny", "xlm_adapter_paper", "xlm_adapter_base"):
     assert ARCH_MODEL_REGISTRY[arch] is MODEL_REGISTRY["xlm_adapter"], arch
 assert "temperature" in LANGUAGE_SAMPLER_REGISTRY
-# no component module was executed under the second name
-assert not [m for m in sys.modules if m.startswith("user_dir.")], [m for m in sys.modules if m.startswith("user_dir.")]
+# no component module was executed under the second name: every user_dir.* is an xlint.user_dir.* module
+second = {name: module for name, module in sys.modules.items() if name.startswith("user_dir.")}
+assert second, "fairseq's --user-dir import finds the tasks/ and models/ modules under user_dir.*"
+executed_twice = [name for name, module in second.items() if module is not sys.modules.get("xlint." + name)]
+assert not executed_twice, executed_twice
 print("REGISTERED-ONCE")
 """
 
@@ -70,6 +73,47 @@ def test_relative_user_dir_from_repo_root():
     )
     proc = run_python(code, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def bare_venv(venv: Path) -> Path:
+    """The interpreter of a new venv without pip or any package."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    return venv / "bin" / "python"
+
+
+def reuse_this_environment(python: Path) -> Path:
+    """Make ``python``'s venv see this environment's packages (torch, fairseq) through one ``.pth``
+    line, which processes none of this environment's ``.pth`` files: the editable xlint install
+    stays invisible.  Returns the venv's site-packages."""
+    site_packages = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                        check=True, capture_output=True, text=True).stdout.strip())
+    (site_packages / "reuse_test_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    return site_packages
+
+
+def test_checkout_without_xlint_installed_registers_under_its_own_name(tmp_path):
+    """Where ``xlint`` is not importable, ``--user-dir`` registers the checkout's components as
+    ``user_dir.*``, once."""
+    code = """
+    import importlib.util, sys
+    from argparse import Namespace
+    from fairseq import utils
+    from fairseq.models import MODEL_REGISTRY
+    from fairseq.tasks import TASK_REGISTRY
+
+    assert importlib.util.find_spec("xlint") is None
+    utils.import_user_module(Namespace(user_dir=%r))
+    assert MODEL_REGISTRY["xlm_adapter"].__module__ == "user_dir.models.xlm_adapter"
+    assert TASK_REGISTRY["xlm_mlm"].__module__.startswith("user_dir.")
+    assert not [name for name in sys.modules if name.startswith("xlint")]
+    print("REGISTERED-AS-USER-DIR")
+    """ % str(USER_DIR)
+    python = bare_venv(tmp_path / "venv")
+    reuse_this_environment(python)
+    proc = subprocess.run([str(python), "-c", textwrap.dedent(code)], cwd=tmp_path, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "REGISTERED-AS-USER-DIR" in proc.stdout
 
 
 def test_registries_refuse_duplicates():
@@ -346,22 +390,19 @@ def test_wheel_holds_every_module_and_runs_outside_the_repository(tmp_path):
         expected = {f"{package}/{name}" for name in _python_files(source / folder)}
         assert expected <= in_wheel, sorted(expected - in_wheel)
 
-    # install first, into a venv that sees nothing else (pip resolves nothing); then reuse our packages
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path)
-    python = venv / "bin" / "python"
+    # install first, into a venv that sees nothing else (pip finds no xlint to replace); then reuse our packages
+    python = bare_venv(tmp_path / "venv")
     _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel], tmp_path)
-    site_packages = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              tmp_path).stdout.strip())
-    (site_packages / "reuse_test_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    site_packages = reuse_this_environment(python)
+    xlint = python.parent / "xlint"
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    user_dir = _run([venv / "bin" / "xlint", "user-dir"], elsewhere).stdout.strip()
+    user_dir = _run([xlint, "user-dir"], elsewhere).stdout.strip()
     assert Path(user_dir) == site_packages / "xlint" / "user_dir"
     # argparse checks --task against the task registry before it reaches --help (exit status 2 if unknown);
     # fairseq's help lists the registries' choices (criteria, optimizers), not a task's own options
     help_text = _run([python, "-m", "fairseq_cli.train", "--user-dir", user_dir, "--task", "xlm_mlm", "--help"],
                      elsewhere).stdout
     assert "xlint_tagging" in help_text and "xlint_adam" in help_text
-    assert "preprocess" in _run([venv / "bin" / "xlint", "--help"], elsewhere).stdout
+    assert "preprocess" in _run([xlint, "--help"], elsewhere).stdout

@@ -12,7 +12,8 @@ from fairseq import options, tasks
 from fairseq.data import Dictionary
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-from xlint.user_dir.xlm_adapter import ResidualAdapter, XlmAdapterConfig, XlmAdapterModel
+from xlint.user_dir.models.xlm_adapter import XlmAdapterConfig, XlmAdapterModel
+from xlint.user_dir.modules.residual_adapter import ResidualAdapter
 
 USER_DIR = Path(__file__).resolve().parents[1] / "user_dir"
 LANGS = ["en", "fr", "sw"]

@@ -59,11 +59,10 @@ from .finetune_data import (
     read_records,
     subsample_indices,
 )
+from .models.task_heads import HEAD_PARAM_GROUP
 
 logger = logging.getLogger(__name__)
 
-#: value of ``param.param_group`` for task-head parameters (read by the ``xlint_adam`` optimizer)
-HEAD_PARAM_GROUP = "head"
 #: reserved names of the averaged metrics (``f1_avg``, ``f1_tgt_avg``)
 AVERAGE = "avg"
 TARGET_AVERAGE = "tgt_avg"

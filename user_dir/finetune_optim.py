@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from fairseq.optim import register_optimizer
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 
-from .finetune_base import HEAD_PARAM_GROUP
+from .models.task_heads import HEAD_PARAM_GROUP
 
 
 @dataclass

@@ -20,16 +20,18 @@ give every language its own copy of some sublayer.  One option,
     the same two adapters per layer, shared by all languages (``+share adapt``).
 
 Routing: ``net_input["src_lang_id"]`` (one language index per sentence, indexing
-``--languages``) selects each sentence's modules.  xlint's tasks put one language
-in every batch, which takes a single fast path; mixed batches are split by language.
+``--languages``) selects each sentence's modules (:mod:`..modules.language_routed`).
+xlint's tasks put one language in every batch, which takes a single fast path; mixed
+batches are split by language.
 
 Parameter naming: every language-specific parameter name contains
 ``.per_language.<lang>.``; :meth:`XlmAdapterModel.language_parameters` and
 :meth:`XlmAdapterModel.shared_parameters` split the parameters on that rule.
+Fine-tuning heads: :mod:`.task_heads`.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,12 +45,15 @@ from fairseq.models import (
     register_model_architecture,
 )
 from fairseq.models.roberta.model import RobertaLMHead
-from fairseq.modules import LayerNorm, MultiheadAttention, PositionalEmbedding
+from fairseq.modules import LayerNorm, PositionalEmbedding
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
+from ..modules.language_routed import LanguageRouted, Routes, routes_for, run_sublayer
+from ..modules.residual_adapter import ResidualAdapter
+from ..modules.transformer_sublayers import FeedForwardSublayer, SelfAttentionSublayer
+from .task_heads import HEAD_KINDS
+
 LANGUAGE_SPECIFIC_CHOICES = ("joint", "ffn", "attn", "adapter", "shared_adapter")
-#: a routing plan: (language index, row indices of the batch or None for "all rows")
-Routes = List[Tuple[int, Optional[torch.Tensor]]]
 
 
 @dataclass
@@ -87,100 +92,6 @@ class XlmAdapterConfig(FairseqDataclass):
     )
 
 
-# --------------------------------------------------------------------------- sublayers
-
-
-class SelfAttentionSublayer(nn.Module):
-    """Multi-head self-attention; returns the output projection before dropout/residual."""
-
-    def __init__(self, cfg: XlmAdapterConfig):
-        super().__init__()
-        self.attention = MultiheadAttention(
-            cfg.encoder_embed_dim,
-            cfg.encoder_attention_heads,
-            dropout=cfg.attention_dropout,
-            self_attention=True,
-        )
-
-    def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        out, _ = self.attention(x, x, x, key_padding_mask=padding_mask, need_weights=False)
-        return out
-
-
-class FeedForwardSublayer(nn.Module):
-    """Position-wise ``fc2(dropout(g(fc1(x))))``."""
-
-    def __init__(self, cfg: XlmAdapterConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(cfg.encoder_embed_dim, cfg.encoder_ffn_embed_dim)
-        self.fc2 = nn.Linear(cfg.encoder_ffn_embed_dim, cfg.encoder_embed_dim)
-        self.activation_fn = utils.get_activation_fn(cfg.activation_fn)
-        self.activation_dropout = cfg.activation_dropout
-
-    def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        x = self.activation_fn(self.fc1(x))
-        x = F.dropout(x, p=self.activation_dropout, training=self.training)
-        return self.fc2(x)
-
-
-class ResidualAdapter(nn.Module):
-    """Bottleneck adapter ``o = W_h g(W_z z) + z`` (Houlsby et al. 2019; Wang et al. 2020 Sec. 4).
-
-    Initialised near the identity: both projections are drawn from N(0, std^2)
-    with a small std and zero biases, so ``o ~= z`` at the start of training.
-    """
-
-    def __init__(self, cfg: XlmAdapterConfig):
-        super().__init__()
-        dim = cfg.encoder_embed_dim
-        bottleneck = cfg.adapter_bottleneck or dim // 4
-        self.down = nn.Linear(dim, bottleneck)  # W_z
-        self.up = nn.Linear(bottleneck, dim)  # W_h
-        self.activation_fn = utils.get_activation_fn(cfg.activation_fn)
-        self.init_std = cfg.adapter_init_std
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        for linear in (self.down, self.up):
-            nn.init.normal_(linear.weight, std=self.init_std)
-            nn.init.zeros_(linear.bias)
-
-    def forward(self, z: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        return self.up(self.activation_fn(self.down(z))) + z
-
-
-class LanguageRouted(nn.Module):
-    """One copy of a sublayer per language; each sentence goes through its language's copy.
-
-    Sublayers take ``(x: T x B x C, padding_mask: B x T or None)``.
-    """
-
-    def __init__(self, make_sublayer, languages: Sequence[str]):
-        super().__init__()
-        self.languages = list(languages)
-        self.per_language = nn.ModuleDict({lang: make_sublayer() for lang in self.languages})
-
-    def forward(
-        self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], routes: Routes
-    ) -> torch.Tensor:
-        if len(routes) == 1 and routes[0][1] is None:  # one language in the batch
-            return self.per_language[self.languages[routes[0][0]]](x, padding_mask)
-        out = torch.empty_like(x)
-        for lang_index, rows in routes:
-            sub_mask = None if padding_mask is None else padding_mask.index_select(0, rows)
-            sub_out = self.per_language[self.languages[lang_index]](x.index_select(1, rows), sub_mask)
-            out.index_copy_(1, rows, sub_out)
-        return out
-
-
-def _run_sublayer(
-    module: nn.Module, x: torch.Tensor, padding_mask: Optional[torch.Tensor], routes: Routes
-) -> torch.Tensor:
-    if isinstance(module, LanguageRouted):
-        return module(x, padding_mask, routes)
-    return module(x, padding_mask)
-
-
 # --------------------------------------------------------------------------- encoder
 
 
@@ -190,29 +101,39 @@ class XlmAdapterLayer(nn.Module):
     def __init__(self, cfg: XlmAdapterConfig, languages: Sequence[str]):
         super().__init__()
         variant = cfg.language_specific
+        dim = cfg.encoder_embed_dim
 
-        def maybe_routed(make_sublayer, routed: bool) -> nn.Module:
+        def maybe_routed(make_sublayer: Callable[[], nn.Module], routed: bool) -> nn.Module:
             return LanguageRouted(make_sublayer, languages) if routed else make_sublayer()
 
-        self.self_attn = maybe_routed(lambda: SelfAttentionSublayer(cfg), variant == "attn")
-        self.ffn = maybe_routed(lambda: FeedForwardSublayer(cfg), variant == "ffn")
+        def attention() -> nn.Module:
+            return SelfAttentionSublayer(dim, cfg.encoder_attention_heads, cfg.attention_dropout)
+
+        def ffn() -> nn.Module:
+            return FeedForwardSublayer(dim, cfg.encoder_ffn_embed_dim, cfg.activation_fn, cfg.activation_dropout)
+
+        def adapter() -> nn.Module:
+            return ResidualAdapter(dim, cfg.adapter_bottleneck or dim // 4, cfg.activation_fn, cfg.adapter_init_std)
+
+        self.self_attn = maybe_routed(attention, variant == "attn")
+        self.ffn = maybe_routed(ffn, variant == "ffn")
         if variant in ("adapter", "shared_adapter"):
             routed = variant == "adapter"
-            self.adapter_after_attn = maybe_routed(lambda: ResidualAdapter(cfg), routed)
-            self.adapter_after_ffn = maybe_routed(lambda: ResidualAdapter(cfg), routed)
+            self.adapter_after_attn = maybe_routed(adapter, routed)
+            self.adapter_after_ffn = maybe_routed(adapter, routed)
         else:
             self.adapter_after_attn = None
             self.adapter_after_ffn = None
-        self.self_attn_layer_norm = LayerNorm(cfg.encoder_embed_dim)
-        self.final_layer_norm = LayerNorm(cfg.encoder_embed_dim)
+        self.self_attn_layer_norm = LayerNorm(dim)
+        self.final_layer_norm = LayerNorm(dim)
         self.dropout = cfg.dropout
 
     def _sublayer_block(self, sublayer, adapter, x, padding_mask, routes):
         residual = x
-        x = _run_sublayer(sublayer, x, padding_mask, routes)
+        x = run_sublayer(sublayer, x, padding_mask, routes)
         x = F.dropout(x, p=self.dropout, training=self.training)
         if adapter is not None:
-            x = _run_sublayer(adapter, x, padding_mask, routes)
+            x = run_sublayer(adapter, x, padding_mask, routes)
         return residual + x
 
     def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], routes: Routes) -> torch.Tensor:
@@ -222,22 +143,6 @@ class XlmAdapterLayer(nn.Module):
         return self.final_layer_norm(
             self._sublayer_block(self.ffn, self.adapter_after_ffn, x, padding_mask, routes)
         )
-
-
-def routes_for(src_lang_id: Optional[torch.Tensor], batch_size: int, batch_lang_id: Optional[int] = None) -> Routes:
-    """Group a batch's rows by language; a single-language batch routes all rows at once.
-
-    ``batch_lang_id`` (a Python int that collaters of single-language batches may add to
-    ``net_input``) skips inspecting ``src_lang_id``, which would wait for the GPU.
-    """
-    if batch_lang_id is not None and batch_lang_id >= 0:
-        return [(int(batch_lang_id), None)]
-    if src_lang_id is None:
-        raise ValueError("xlm_adapter needs net_input['src_lang_id'] (one language index per sentence)")
-    present = torch.unique(src_lang_id).tolist()
-    if len(present) == 1:
-        return [(int(present[0]), None)]
-    return [(int(lang), (src_lang_id == lang).nonzero(as_tuple=True)[0]) for lang in present]
 
 
 class XlmAdapterEncoder(FairseqEncoder):
@@ -296,52 +201,6 @@ class XlmAdapterEncoder(FairseqEncoder):
 
     def max_positions(self) -> int:
         return self.max_source_positions
-
-
-# --------------------------------------------------------------------------- task heads
-
-
-class TokenHead(nn.Module):
-    """Per-token logits ``B x T x n`` (tagging: read at each word's first subword)."""
-
-    def __init__(self, dim: int, num_outputs: int, dropout: float):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(dim, num_outputs)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out_proj(self.dropout(features))
-
-
-class SentenceHead(nn.Module):
-    """Sentence(-pair) logits ``B x n`` from the first (``<s>``) token, as RoBERTa's head."""
-
-    def __init__(self, dim: int, num_outputs: int, dropout: float):
-        super().__init__()
-        self.dense = nn.Linear(dim, dim)
-        self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(dim, num_outputs)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = torch.tanh(self.dense(self.dropout(features[:, 0, :])))
-        return self.out_proj(self.dropout(x))
-
-
-class SpanHead(nn.Module):
-    """Extractive QA: start and end logits ``B x T x 2`` (``num_outputs`` must be 2)."""
-
-    def __init__(self, dim: int, num_outputs: int, dropout: float):
-        super().__init__()
-        if num_outputs != 2:
-            raise ValueError("a span head has exactly two outputs (start, end)")
-        self.dropout = nn.Dropout(dropout)
-        self.out_proj = nn.Linear(dim, 2)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out_proj(self.dropout(features))
-
-
-HEAD_KINDS = {"token": TokenHead, "sentence": SentenceHead, "span": SpanHead}
 
 
 # --------------------------------------------------------------------------- model
