@@ -109,7 +109,7 @@ def _format_value(value: float) -> str:
 
 
 def read_ft_meta(data: Path) -> Dict[str, Any]:
-    from ..user_dir.finetune_data import FinetuneDataError, read_meta
+    from ..user_dir.data.finetune_data import FinetuneDataError, read_meta
 
     try:
         return read_meta(str(data))
@@ -649,7 +649,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
 
     from ..user_dir import checkpoint_compat  # noqa: F401
     from ..user_dir.finetune_base import CheckpointMismatchError, FinetuneTask, collect_predictions, load_finetuned_model
-    from ..user_dir.finetune_data import FinetuneDataError
+    from ..user_dir.data.finetune_data import FinetuneDataError
     from fairseq import checkpoint_utils
 
     if not checkpoint.is_file():

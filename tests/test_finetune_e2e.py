@@ -21,7 +21,7 @@ from fairseq import checkpoint_utils
 from xlint.cli.commands_finetune import run_pos_transfer_demo
 from xlint.cli.main import cli
 from xlint.metrics.xtreme import accuracy, squad_scores
-from xlint.user_dir.finetune_data import read_records
+from xlint.user_dir.data.finetune_data import read_records
 
 from test_finetune_support import learnable, poison_dev, world
 

@@ -31,7 +31,7 @@ from xlint.preprocess.task_formats import (
     write_squad_json,
     write_wikiann,
 )
-from xlint.user_dir.finetune_data import read_records
+from xlint.user_dir.data.finetune_data import read_records
 
 LANGS = ("en", "fr")
 WORDS: Dict[str, Dict[str, List[str]]] = {

@@ -28,7 +28,7 @@ from xlint.preprocess.encode import encode_words
 from xlint.preprocess.finetune_convert import FORMAT_VERSION as WRITER_VERSION
 from xlint.metrics.xtreme import accuracy, pos_scores, span_scores
 from xlint.user_dir.finetune_classification import truncate_pair
-from xlint.user_dir.finetune_data import (
+from xlint.user_dir.data.finetune_data import (
     FORMAT_VERSION,
     best_window,
     read_records,

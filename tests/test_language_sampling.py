@@ -4,7 +4,7 @@ import pytest
 from scipy import stats
 
 from xlint.analysis.temperature import temperature_probabilities
-from xlint.user_dir.language_sampling import (
+from xlint.user_dir.data.language_sampling import (
     LANGUAGE_SAMPLER_REGISTRY,
     LanguageSampler,
     TemperatureLanguageSampler,

@@ -26,7 +26,7 @@ _CHECK_ONCE = """
 import sys
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
 from fairseq.tasks import TASK_REGISTRY
-from xlint.user_dir.language_sampling import LANGUAGE_SAMPLER_REGISTRY
+from xlint.user_dir.data.language_sampling import LANGUAGE_SAMPLER_REGISTRY
 
 assert sys.modules["user_dir"] is sys.modules["xlint.user_dir"], "the two names must be one module"
 assert MODEL_REGISTRY["xlm_adapter"].__module__ == "xlint.user_dir.models.xlm_adapter"
@@ -121,7 +121,7 @@ def test_registries_refuse_duplicates():
     code = """
     import xlint.user_dir
     from fairseq.models import register_model_architecture
-    from xlint.user_dir.language_sampling import TemperatureLanguageSampler, register_language_sampler
+    from xlint.user_dir.data.language_sampling import TemperatureLanguageSampler, register_language_sampler
     for register, target in [
         (register_model_architecture("xlm_adapter", "xlm_adapter_tiny"), lambda args: None),
         (register_language_sampler("temperature"), TemperatureLanguageSampler),

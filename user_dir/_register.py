@@ -1,6 +1,6 @@
 """Imports every component module so that fairseq's registries see it."""
 from . import checkpoint_compat  # noqa: F401  (first: makes checkpoints loadable)
-from . import language_sampling  # noqa: F401  (the --language-sampler registry)
+from . import data  # noqa: F401  (datasets; the --language-sampler registry)
 from . import models  # noqa: F401
 from . import xlm_mlm  # noqa: F401
 from . import meta_mlm  # noqa: F401

@@ -45,7 +45,7 @@ from fairseq.logging import metrics
 from fairseq.tasks import FairseqTask
 from omegaconf import II, MISSING
 
-from .finetune_data import (
+from .data.finetune_data import (
     DICT_FILE,
     FinetuneDataError,
     FinetuneDataset,

@@ -19,7 +19,7 @@ from fairseq.criterions import register_criterion
 from fairseq.tasks import register_task
 
 from .finetune_base import FinetuneConfig, FinetuneCriterion, FinetuneTask
-from .finetune_data import PREDICTIONS_KEY, FinetuneDataError
+from .data.finetune_data import PREDICTIONS_KEY, FinetuneDataError
 from .metrics.xtreme import accuracy
 
 

@@ -29,7 +29,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
 from .finetune_base import FinetuneConfig, FinetuneCriterion, FinetuneTask
-from .finetune_data import PREDICTIONS_KEY, FinetuneDataError, best_window, sliding_windows
+from .data.finetune_data import PREDICTIONS_KEY, FinetuneDataError, best_window, sliding_windows
 from .metrics.xtreme import MLQA_LANGUAGES, mlqa_scores, squad_scores
 
 logger = logging.getLogger(__name__)

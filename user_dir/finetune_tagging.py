@@ -26,7 +26,7 @@ from fairseq.criterions import register_criterion
 from fairseq.tasks import register_task
 
 from .finetune_base import FinetuneConfig, FinetuneCriterion, FinetuneTask
-from .finetune_data import IGNORE_INDEX, PREDICTIONS_KEY, FinetuneDataError, best_window, sliding_windows
+from .data.finetune_data import IGNORE_INDEX, PREDICTIONS_KEY, FinetuneDataError, best_window, sliding_windows
 from .metrics.xtreme import pos_scores, span_scores, token_accuracy
 
 #: tag given to a word that received no prediction (cannot happen in a complete pass)

@@ -57,7 +57,8 @@ from fairseq.tasks import register_task
 from omegaconf import II
 
 from .analysis.hypergradient import FD_SCHEMES, SECOND_ORDER_MODES, compute_meta_gradient
-from .xlm_mlm import MultilingualSplit, XlmMlmConfig, XlmMlmTask
+from .data.multilingual_split import MultilingualSplit
+from .xlm_mlm import XlmMlmConfig, XlmMlmTask
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Sequence, Type
 
 import numpy as np
 
-from .analysis.temperature import DEFAULT_TEMPERATURE, temperature_probabilities
+from ..analysis.temperature import DEFAULT_TEMPERATURE, temperature_probabilities
 
 logger = logging.getLogger(__name__)
 

@@ -251,15 +251,6 @@ class FinetuneDataset(FairseqDataset):
         return batch
 
 
-def pad_2d(rows: Sequence[Sequence[int]], width: int, value: int) -> torch.Tensor:
-    """Right-pad integer rows to ``width`` with ``value``."""
-    out = torch.full((len(rows), width), value, dtype=torch.long)
-    for row, values in enumerate(rows):
-        if len(values):
-            out[row, : len(values)] = torch.as_tensor(values, dtype=torch.long)
-    return out
-
-
 # --------------------------------------------------------------------------- predictions
 
 
