@@ -10,12 +10,12 @@ language i, a mean training loss L_train^i and meta-dev losses L_val^j:
 
 The mixed second-order term H . v is computed in one of four ways (``mode``):
 
-``hvp`` (the default of ``meta_mlm``)
+``hvp``
     the exact mixed product H . v = grad_phi (grad_theta L_train^i(theta, phi_i) . v),
     by double backward at theta through the graph the virtual step's backward already
     built (``create_graph``): no extra forward pass, no epsilon, and theta' is a new
     tensor, so no weight is perturbed in place.
-``finite-difference`` (the paper's Eq. 8, as in DARTS)
+``finite-difference`` (the paper's Eq. 8, as in DARTS; the default of ``meta_mlm``)
     H . v ~= [grad_phi L_train(theta + eps v) - grad_phi L_train(theta - eps v)] / (2 eps),
     eps = epsilon_scale / ||v|| (``fd_scheme="central"``); or the one-sided
     H . v ~= [grad_phi L_train(theta + eps v) - grad_phi L_train(theta)] / eps
@@ -140,7 +140,7 @@ def compute_meta_gradient(
     train_loss: LossFn,
     meta_losses: Sequence[LossFn],
     beta: float,
-    mode: str = "hvp",
+    mode: str = "finite-difference",
     epsilon_scale: float = 0.01,
     fd_scheme: str = "central",
 ) -> MetaGradient:
@@ -180,15 +180,7 @@ def _stepwise_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mo
         virtual_changed = _changed_fraction(theta_params, backup)
         del grad_theta
         clock.lap("virtual_step")
-        v = [torch.zeros_like(p) for p in theta_params]
-        direct = [torch.zeros_like(p) for p in phi_params]
-        meta_loss = torch.zeros((), device=backup[0].device)
-        for term in meta_losses:
-            value = term(None)
-            grads = _grads(value, theta_params + phi_params)
-            for acc, g in zip(v + direct, grads):
-                acc.add_(g)
-            meta_loss += value.detach().float()
+        meta_loss, v, direct = _meta_loss_and_grads(meta_losses, None, theta_params, phi_params)
     clock.lap("meta_loss")
 
     second_order = [torch.zeros_like(p) for p in phi_params]
@@ -207,6 +199,19 @@ def _stepwise_meta_gradient(theta, phi_params, train_loss, meta_losses, beta, mo
     grads = [d + s for d, s in zip(direct, second_order)]
     return MetaGradient(grads, meta_loss, _norm(direct), _norm(second_order), clock.seconds,
                         virtual_step_changed=virtual_changed, fd_step_changed=fd_changed)
+
+
+def _meta_loss_and_grads(meta_losses, substitute, theta_params, phi_params):
+    """V = sum of the terms (each evaluated with ``substitute``), v = grad_theta V and dV/dphi, term by term."""
+    v = [torch.zeros_like(p) for p in theta_params]
+    direct = [torch.zeros_like(p) for p in phi_params]
+    meta_loss = torch.zeros((), device=theta_params[0].device)
+    for term in meta_losses:  # one term's graph at a time
+        value = term(substitute)
+        for acc, g in zip(v + direct, _grads(value, theta_params + phi_params)):
+            acc.add_(g)
+        meta_loss += value.detach().float()
+    return meta_loss, v, direct
 
 
 def _train_grad_at(theta_params, backup, direction, scale, phi_params, train_loss):
@@ -236,14 +241,7 @@ def _hvp_meta_gradient(theta, phi_params, train_loss, meta_losses, beta):
     virtual_changed = _changed_fraction(prime_values, theta_params)
     theta_prime = dict(zip(names, prime_values))
     clock.lap("virtual_step")
-    v = [torch.zeros_like(p) for p in theta_params]
-    direct = [torch.zeros_like(p) for p in phi_params]
-    meta_loss = torch.zeros((), device=theta_params[0].device)
-    for term in meta_losses:
-        value = term(theta_prime)
-        for acc, g in zip(v + direct, _grads(value, prime_values + phi_params)):
-            acc.add_(g)
-        meta_loss += value.detach().float()
+    meta_loss, v, direct = _meta_loss_and_grads(meta_losses, theta_prime, prime_values, phi_params)
     del theta_prime, prime_values
     clock.lap("meta_loss")
     dot = sum((g * d).sum() for g, d in zip(grad_theta, v) if g is not None)
