@@ -290,7 +290,7 @@ def selection_metric(spec: FinetuneSpec, task: str, valid: Sequence[str]) -> Tup
 
 def planned_updates(command: Sequence[str]) -> int:
     """How many updates the fairseq-train ``command`` makes: its task counts the batches it builds."""
-    from ..user_dir.finetune_base import count_train_updates, parse_train_args
+    from ..user_dir.tasks.finetune_base import count_train_updates, parse_train_args
 
     try:
         with _quiet_loggers():
@@ -648,8 +648,8 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
     import torch
 
     from ..user_dir import checkpoint_compat  # noqa: F401
-    from ..user_dir.finetune_base import CheckpointMismatchError, FinetuneTask, collect_predictions, load_finetuned_model
     from ..user_dir.data.finetune_data import FinetuneDataError
+    from ..user_dir.tasks.finetune_base import CheckpointMismatchError, FinetuneTask, collect_predictions, load_finetuned_model
     from fairseq import checkpoint_utils
 
     if not checkpoint.is_file():

@@ -23,7 +23,7 @@ from fairseq import checkpoint_utils
 
 from xlint.cli.commands_finetune import FinetuneSpec, plan_runs, validation_history
 from xlint.cli.main import cli
-from xlint.user_dir.finetune_base import count_train_updates, parse_train_args
+from xlint.user_dir.tasks.finetune_base import count_train_updates, parse_train_args
 
 from test_finetune_support import poison_dev, relabel_dev, world
 

@@ -27,14 +27,14 @@ from xlint.preprocess import task_formats as tf
 from xlint.preprocess.encode import encode_words
 from xlint.preprocess.finetune_convert import FORMAT_VERSION as WRITER_VERSION
 from xlint.metrics.xtreme import accuracy, pos_scores, span_scores
-from xlint.user_dir.finetune_classification import truncate_pair
+from xlint.user_dir.criterions.finetune_qa import best_spans
 from xlint.user_dir.data.finetune_data import (
     FORMAT_VERSION,
     best_window,
     read_records,
     sliding_windows,
 )
-from xlint.user_dir.finetune_qa import best_spans
+from xlint.user_dir.tasks.finetune_classification import truncate_pair
 
 from test_finetune_support import LANGS, world
 

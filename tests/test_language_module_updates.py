@@ -24,7 +24,7 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
 from conftest import USER_DIR
 from xlint.cli.commands_pretrain import VARIANTS, pretrain
-from xlint.user_dir.xlm_mlm import FLAT_FP16_FIX, XlmMlmTask
+from xlint.user_dir.tasks.xlm_mlm import FLAT_FP16_FIX, XlmMlmTask
 
 EN, FR = 0, 1
 

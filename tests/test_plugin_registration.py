@@ -17,20 +17,24 @@ from typing import List
 
 import pytest
 
-from conftest import subprocess_env
+from conftest import parse_json_log, subprocess_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = REPO_ROOT / "user_dir"
 
 _CHECK_ONCE = """
 import sys
+from fairseq.criterions import CRITERION_REGISTRY
 from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_REGISTRY
+from fairseq.optim import OPTIMIZER_REGISTRY
 from fairseq.tasks import TASK_REGISTRY
 from xlint.user_dir.data.language_sampling import LANGUAGE_SAMPLER_REGISTRY
 
 assert sys.modules["user_dir"] is sys.modules["xlint.user_dir"], "the two names must be one module"
 assert MODEL_REGISTRY["xlm_adapter"].__module__ == "xlint.user_dir.models.xlm_adapter"
-assert TASK_REGISTRY["xlm_mlm"].__module__ == "xlint.user_dir.xlm_mlm"
+assert TASK_REGISTRY["xlm_mlm"].__module__ == "xlint.user_dir.tasks.xlm_mlm"
+assert CRITERION_REGISTRY["xlint_qa"].__module__ == "xlint.user_dir.criterions.finetune_qa"
+assert OPTIMIZER_REGISTRY["xlint_adam"].__module__ == "xlint.user_dir.optim.adam_with_head_lr"
 for arch in ("xlm_adapter_tiny", "xlm_adapter_paper", "xlm_adapter_base"):
     assert ARCH_MODEL_REGISTRY[arch] is MODEL_REGISTRY["xlm_adapter"], arch
 assert "temperature" in LANGUAGE_SAMPLER_REGISTRY
@@ -104,7 +108,7 @@ def test_checkout_without_xlint_installed_registers_under_its_own_name(tmp_path)
     assert importlib.util.find_spec("xlint") is None
     utils.import_user_module(Namespace(user_dir=%r))
     assert MODEL_REGISTRY["xlm_adapter"].__module__ == "user_dir.models.xlm_adapter"
-    assert TASK_REGISTRY["xlm_mlm"].__module__.startswith("user_dir.")
+    assert TASK_REGISTRY["xlm_mlm"].__module__ == "user_dir.tasks.xlm_mlm"
     assert not [name for name in sys.modules if name.startswith("xlint")]
     print("REGISTERED-AS-USER-DIR")
     """ % str(USER_DIR)
@@ -134,6 +138,35 @@ def test_registries_refuse_duplicates():
     proc = run_python(code, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.count("REFUSED:") == 2, proc.stdout
+
+
+FINETUNE_CRITERIA = ("xlint_tagging", "xlint_classification", "xlint_qa")
+
+
+def test_fine_tuning_criteria_have_dataclass_configs():
+    """Each fine-tuning criterion is registered with a ``FairseqDataclass`` whose fields all have
+    a help text, so a checkpoint's cfg holds ``{_name, ...}`` for it, not the whole command line;
+    ``xlint_qa`` decodes with the task's ``--max-answer-length``."""
+    import dataclasses
+
+    from fairseq import options
+    from fairseq.criterions import CRITERION_DATACLASS_REGISTRY
+    from fairseq.dataclass import FairseqDataclass
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from omegaconf import DictConfig
+
+    import xlint.user_dir  # noqa: F401
+
+    for name in FINETUNE_CRITERIA:
+        config = CRITERION_DATACLASS_REGISTRY[name]
+        assert issubclass(config, FairseqDataclass), name
+        undocumented = [f.name for f in dataclasses.fields(config) if f.name != "_name" and not f.metadata.get("help")]
+        assert not undocumented, (name, undocumented)
+    argv = ["DATA", "--task", "xlint_qa", "--criterion", "xlint_qa", "--arch", "xlm_adapter_tiny",
+            "--max-answer-length", "7"]
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
+    assert isinstance(cfg.criterion, DictConfig) and cfg.criterion._name == "xlint_qa"
+    assert cfg.criterion.max_answer_length == 7
 
 
 # --------------------------------------------------------------------------- checkpoint compat
@@ -285,38 +318,23 @@ def test_checkpoints_written_before_the_layout_move_load(name, tmp_path):
                                                                     history["optimizer_name"])
 
 
-_RESUME_SCRIPT = """
-import sys
-from fairseq import checkpoint_utils
-from fairseq_cli import train
-
-import xlint.user_dir  # noqa: F401  (allow-lists the checkpoint's non-tensor globals)
-
-checkpoint, data, save_dir, user_dir = sys.argv[1:]
-cfg = checkpoint_utils.load_checkpoint_to_cpu(checkpoint)["cfg"]
-cfg.task.data = data
-cfg.common.user_dir = user_dir
-cfg.checkpoint.save_dir = save_dir
-cfg.checkpoint.finetune_from_model = None
-cfg.optimization.max_epoch += 1
-train.main(cfg)
-"""
-
-
 @pytest.mark.slow
-def test_finetuning_checkpoint_written_before_the_layout_move_resumes(tmp_path):
-    """``fairseq-train`` resumes the pre-move tagging run (its Adam state included) for one more epoch."""
+def test_finetuning_run_from_before_the_layout_move_resumes(tmp_path):
+    """Rerunning the pre-move tagging run's ``fairseq-train`` command (``train_args.json``) with one
+    more epoch resumes its checkpoint, Adam state included: fairseq's trainer finds the criterion's
+    and optimizer's class names that the checkpoint recorded."""
     save_dir = tmp_path / "run"
     save_dir.mkdir()
     shutil.copy(FIXTURE_CHECKPOINTS / "tagging" / "checkpoint.pt", save_dir / "checkpoint_last.pt")
-    proc = subprocess.run(
-        [sys.executable, "-c", _RESUME_SCRIPT, str(save_dir / "checkpoint_last.pt"),
-         str(fixture_data_dir("tagging", tmp_path)), str(save_dir), str(USER_DIR)],
-        cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    template = json.loads((FIXTURE_CHECKPOINTS / "tagging" / "train_args.json").read_text(encoding="utf-8"))
+    places = {"data": fixture_data_dir("tagging", tmp_path), "user_dir": USER_DIR, "save_dir": save_dir}
+    argv = [arg.format(**places) for arg in template] + ["--max-epoch", "2"]
+    proc = subprocess.run([sys.executable, "-m", "fairseq_cli.train", *argv], cwd=tmp_path, env=subprocess_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:]
     loaded = [line for line in proc.stdout.splitlines() if "Loaded checkpoint" in line]
     assert loaded and loaded[0].endswith("@ 2 updates)"), proc.stdout[-4000:]
-    assert '"train_num_updates": "4"' in proc.stdout, proc.stdout[-4000:]
+    assert parse_json_log(proc.stdout, "train")[-1]["train_num_updates"] == "4", proc.stdout[-4000:]
 
 
 # --------------------------------------------------------------------------- light imports

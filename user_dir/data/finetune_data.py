@@ -25,7 +25,7 @@ The fairseq tasks never see this layout's ``dev`` name: their ``valid`` split is
 Evaluation metrics are computed on the whole evaluation set: criteria put their
 predictions in the logging output under :data:`PREDICTIONS_KEY`; the task collects
 them in a :class:`PredictionsMeter` and derives the scores from it (see
-:mod:`.finetune_base`).
+:mod:`..tasks.finetune_base`).
 """
 import json
 import os

@@ -1,7 +1,7 @@
 """``xlint_tagging``: POS tagging and NER with a linear layer on each word's first subword.
 
-Task ``xlint_tagging`` + criterion ``xlint_tagging`` (Wang et al. 2020, App. A;
-XTREME's ``udpos``/``panx``):
+Task ``xlint_tagging`` + criterion ``xlint_tagging`` (:mod:`..criterions.finetune_tagging`;
+Wang et al. 2020, App. A; XTREME's ``udpos``/``panx``):
 
 * every word is labelled at its first subword; the other subwords, ``<s>``,
   ``</s>`` and padding are ignored by the loss;
@@ -14,20 +14,18 @@ XTREME's ``udpos``/``panx``):
   over the whole set: POS data (``kind`` pos) logs token accuracy ``acc_<lang>``
   and seqeval F1 ``f1_<lang>`` (XTREME's "POS F1"); NER data (``kind`` ner) logs
   seqeval span ``f1_<lang>``, ``precision_<lang>`` and ``recall_<lang>``, all in
-  percent, via :mod:`.metrics.xtreme`.
+  percent, via :mod:`..metrics.xtreme`.
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from fairseq.criterions import register_criterion
 from fairseq.tasks import register_task
 
-from .finetune_base import FinetuneConfig, FinetuneCriterion, FinetuneTask
-from .data.finetune_data import IGNORE_INDEX, PREDICTIONS_KEY, FinetuneDataError, best_window, sliding_windows
-from .metrics.xtreme import pos_scores, span_scores, token_accuracy
+from ..data.finetune_data import IGNORE_INDEX, FinetuneDataError, best_window, sliding_windows
+from ..metrics.xtreme import pos_scores, span_scores, token_accuracy
+from .finetune_base import FinetuneConfig, FinetuneTask
 
 #: tag given to a word that received no prediction (cannot happen in a complete pass)
 MISSING_TAG = "O"
@@ -139,34 +137,3 @@ class TaggingTask(FinetuneTask):
             records.append({"id": record.get("id"), "lang": lang, "words": record["words"], "gold": record["tags"],
                             "predicted": [self.labels[p] if p >= 0 else MISSING_TAG for p in predicted]})
         return records
-
-
-@register_criterion("xlint_tagging")
-class TaggingCriterion(FinetuneCriterion):
-    """Cross-entropy over the labelled (first-subword) positions; sample_size = labelled words."""
-
-    def forward(self, model, sample, reduce=True):
-        logits, _ = model(**sample["net_input"], head=self.task.HEAD_NAME)
-        target = sample["target"]
-        labelled = target.ne(IGNORE_INDEX)
-        loss = F.cross_entropy(logits[labelled].float(), target[labelled], reduction="sum")
-        sample_size = int(labelled.sum())
-        logging_output = {"loss": loss.data, "ntokens": sample["ntokens"], "nsentences": sample["nsentences"],
-                          "sample_size": sample_size}
-        if not model.training:
-            logging_output[PREDICTIONS_KEY] = tagging_predictions(sample, logits, labelled)
-        return loss, sample_size, logging_output
-
-
-def tagging_predictions(sample, logits: torch.Tensor, labelled: torch.Tensor) -> List[Tuple]:
-    """``(example, lang, n_words, word indices, predicted ids, gold ids)`` per window (numpy arrays)."""
-    predicted = logits.argmax(-1).cpu()
-    target = sample["target"].cpu()
-    labelled = labelled.cpu()
-    out = []
-    for row, (example, lang, words, n_words) in enumerate(
-            zip(sample["example"], sample["lang"], sample["words"], sample["n_words"])):
-        mask = labelled[row]
-        out.append((example, lang, n_words, words, predicted[row][mask].numpy().astype(np.int16),
-                    target[row][mask].numpy().astype(np.int16)))
-    return out

@@ -58,9 +58,9 @@ from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import II
 
-from .analysis.temperature import DEFAULT_TEMPERATURE
-from .data.language_sampling import build_language_sampler, sampler_accepts
-from .data.multilingual_split import LanguageBlockEpochIterator, MultilingualSplit
+from ..analysis.temperature import DEFAULT_TEMPERATURE
+from ..data.language_sampling import build_language_sampler, sampler_accepts
+from ..data.multilingual_split import LanguageBlockEpochIterator, MultilingualSplit
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,11 @@ follow the same schedule (warm-up, decay) and keep their ratio.  Without
 
 fp16: ``--fp16`` flattens all parameters into one tensor, which loses the tags;
 use ``--memory-efficient-fp16`` or ``--fp16-no-flatten-grads`` with ``--head-lr``.
+
+The class keeps the name ``XlintAdam``: besides the registry name, fairseq's trainer stores the
+optimizer's class name in every checkpoint (``optimizer_history``) and refuses to resume a run
+whose optimizer class is named differently, so a rename would strand the fine-tuning runs in
+progress (tests/test_plugin_registration.py resumes one written before this module moved here).
 """
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from fairseq.optim import register_optimizer
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 
-from .models.task_heads import HEAD_PARAM_GROUP
+from ..models.task_heads import HEAD_PARAM_GROUP
 
 
 @dataclass

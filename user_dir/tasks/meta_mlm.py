@@ -9,7 +9,7 @@ accumulate theta's gradient):
    language, each through its own modules;
 3. grad_phi_i V with the second-order term by a Hessian-vector product (default),
    finite differences (the paper's Eq. 8), exactly (double backprop) or dropped
-   (``--meta-second-order``), see :mod:`.analysis.hypergradient`;
+   (``--meta-second-order``), see :mod:`..analysis.hypergradient`;
 4. a step on phi_i with its own optimizer (Adam by default, following theta's
    learning-rate schedule), after averaging grad_phi_i V over data-parallel ranks;
    a non-finite meta-gradient skips the step and is counted;
@@ -56,9 +56,9 @@ from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import register_task
 from omegaconf import II
 
-from .analysis.hypergradient import FD_SCHEMES, SECOND_ORDER_MODES, compute_meta_gradient
-from .data.multilingual_split import MultilingualSplit
-from .xlm_mlm import XlmMlmConfig, XlmMlmTask
+from ..analysis.hypergradient import FD_SCHEMES, SECOND_ORDER_MODES, compute_meta_gradient
+from ..data.multilingual_split import MultilingualSplit
+from .xlm_mlm import XlmMlmConfig, XlmMlmTask, unwrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -172,13 +172,6 @@ def data_parallel_rank_and_size() -> Tuple[int, int]:
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return 0, 1
     return distributed_utils.get_data_parallel_rank(), distributed_utils.get_data_parallel_world_size()
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The fairseq model inside data-parallel wrappers."""
-    while hasattr(model, "module"):
-        model = model.module
-    return model
 
 
 def masked_lm_mean_loss(model: nn.Module, sample: Dict[str, Any], padding_idx: int,

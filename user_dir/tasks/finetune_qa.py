@@ -1,6 +1,6 @@
 """``xlint_qa``: extractive QA (SQuAD v1.1, TyDiQA-GoldP, MLQA, XQuAD) with a span head.
 
-Task ``xlint_qa`` + criterion ``xlint_qa`` (BERT/XTREME recipe):
+Task ``xlint_qa`` + criterion ``xlint_qa`` (:mod:`..criterions.finetune_qa`; BERT/XTREME recipe):
 
 * input windows ``<s> question </s> context window </s>``: the question is cut to
   ``--max-query-length`` subwords, the context is covered by windows that fill
@@ -17,20 +17,17 @@ Task ``xlint_qa`` + criterion ``xlint_qa`` (BERT/XTREME recipe):
   language-aware normalisation for data converted from MLQA (``--qa-metric``).
 """
 import logging
-import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 
-from .finetune_base import FinetuneConfig, FinetuneCriterion, FinetuneTask
-from .data.finetune_data import PREDICTIONS_KEY, FinetuneDataError, best_window, sliding_windows
-from .metrics.xtreme import MLQA_LANGUAGES, mlqa_scores, squad_scores
+from ..data.finetune_data import FinetuneDataError, best_window, sliding_windows
+from ..metrics.xtreme import MLQA_LANGUAGES, mlqa_scores, squad_scores
+from .finetune_base import FinetuneConfig, FinetuneTask
 
 logger = logging.getLogger(__name__)
 
@@ -136,56 +133,3 @@ class QaTask(FinetuneTask):
                 best[example] = (score, text, lang)
         return [{"id": dataset.examples[e][1]["id"], "lang": best[e][2], "predicted": best[e][1],
                  "gold": [a["text"] for a in dataset.examples[e][1]["answers"]]} for e in sorted(best)]
-
-
-def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, allowed_starts: torch.Tensor,
-               allowed_ends: torch.Tensor, max_answer_length: int):
-    """Per row the best ``(score, i, j)`` with ``i <= j < i + max_answer_length``; score -inf if none."""
-    width = start_logits.size(1)
-    positions = torch.arange(width, device=start_logits.device)
-    gap = positions[None, :] - positions[:, None]  # j - i
-    span_ok = (gap >= 0) & (gap < max_answer_length)
-    scores = start_logits[:, :, None] + end_logits[:, None, :]
-    ok = allowed_starts[:, :, None] & allowed_ends[:, None, :] & span_ok[None]
-    scores = scores.masked_fill(~ok, float("-inf"))
-    best, flat = scores.view(scores.size(0), -1).max(-1)
-    return best, flat // width, flat % width
-
-
-@register_criterion("xlint_qa")
-class QaCriterion(FinetuneCriterion):
-    """(CE(start) + CE(end)) / 2 per window; sample_size = number of windows."""
-
-    def forward(self, model, sample, reduce=True):
-        logits, _ = model(**sample["net_input"], head=self.task.HEAD_NAME)
-        padding = sample["net_input"]["src_tokens"].eq(self.task.dictionary.pad())
-        logits = logits.float().masked_fill(padding.unsqueeze(-1), float("-inf"))
-        start_logits, end_logits = logits[..., 0], logits[..., 1]
-        target = sample["target"]
-        loss = (F.cross_entropy(start_logits, target[:, 0], reduction="sum")
-                + F.cross_entropy(end_logits, target[:, 1], reduction="sum")) / 2
-        sample_size = target.size(0)
-        logging_output = {"loss": loss.data, "ntokens": sample["ntokens"], "nsentences": sample["nsentences"],
-                          "sample_size": sample_size}
-        if not model.training:
-            logging_output[PREDICTIONS_KEY] = qa_predictions(
-                sample, start_logits, end_logits, self.task.cfg.max_answer_length)
-        return loss, sample_size, logging_output
-
-
-def qa_predictions(sample, start_logits, end_logits, max_answer_length: int) -> List[tuple]:
-    """``(example, lang, score, answer text or None, gold texts)`` per window."""
-    scores, starts, ends = best_spans(start_logits, end_logits, sample["answer_starts"], sample["answer_ends"],
-                                      max_answer_length)
-    out = []
-    for row, (score, i, j) in enumerate(zip(scores.tolist(), starts.tolist(), ends.tolist())):
-        meta = sample["qa"][row]
-        text: Optional[str] = None
-        if math.isfinite(score):
-            first = meta["window"][0] + i - meta["offset"]
-            last = meta["window"][0] + j - meta["offset"]
-            text = meta["context"][meta["offsets"][first][0]: meta["offsets"][last][1]]
-        else:
-            score = float("-inf")
-        out.append((sample["example"][row], sample["lang"][row], score, text, meta["golds"]))
-    return out

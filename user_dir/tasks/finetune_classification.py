@@ -1,6 +1,7 @@
 """``xlint_classification``: sentence-pair classification (XNLI) with a sentence head.
 
-Task ``xlint_classification`` + criterion ``xlint_classification``.  Input:
+Task ``xlint_classification`` + criterion ``xlint_classification``
+(:mod:`..criterions.finetune_classification`).  Input:
 ``<s> premise </s> hypothesis </s>``, cut to ``--max-length`` subwords by
 removing tokens from the end of the longer of the two texts first; the
 sentence head (dense + tanh + linear, as RoBERTa's) reads the ``<s>`` position.
@@ -8,19 +9,17 @@ Validation logs accuracy per language (``acc_<lang>``) in percent.
 
 Wang et al. (2020, App. A) tune the encoder and classifier learning rates
 separately for XNLI: use ``--optimizer xlint_adam --lr ENCODER_LR --head-lr
-CLASSIFIER_LR`` (see :mod:`.finetune_optim`).
+CLASSIFIER_LR`` (see :mod:`..optim.adam_with_head_lr`).
 """
 from dataclasses import dataclass
 from typing import List, Tuple
 
 import torch
-import torch.nn.functional as F
-from fairseq.criterions import register_criterion
 from fairseq.tasks import register_task
 
-from .finetune_base import FinetuneConfig, FinetuneCriterion, FinetuneTask
-from .data.finetune_data import PREDICTIONS_KEY, FinetuneDataError
-from .metrics.xtreme import accuracy
+from ..data.finetune_data import FinetuneDataError
+from ..metrics.xtreme import accuracy
+from .finetune_base import FinetuneConfig, FinetuneTask
 
 
 def truncate_pair(first: List[int], second: List[int], budget: int) -> Tuple[List[int], List[int]]:
@@ -81,22 +80,3 @@ class ClassificationTask(FinetuneTask):
             records.append({"id": record.get("id"), "lang": lang, "gold": self.labels[gold],
                             "predicted": self.labels[predicted]})
         return records
-
-
-@register_criterion("xlint_classification")
-class ClassificationCriterion(FinetuneCriterion):
-    """Cross-entropy of the sentence head; sample_size = number of examples."""
-
-    def forward(self, model, sample, reduce=True):
-        logits, _ = model(**sample["net_input"], head=self.task.HEAD_NAME)
-        target = sample["target"]
-        loss = F.cross_entropy(logits.float(), target, reduction="sum")
-        sample_size = target.numel()
-        logging_output = {"loss": loss.data, "ntokens": sample["ntokens"], "nsentences": sample["nsentences"],
-                          "sample_size": sample_size}
-        if not model.training:
-            predicted = logits.argmax(-1).tolist()
-            logging_output[PREDICTIONS_KEY] = [
-                (example, lang, pred, gold)
-                for example, lang, pred, gold in zip(sample["example"], sample["lang"], predicted, target.tolist())]
-        return loss, sample_size, logging_output

@@ -1,7 +1,7 @@
-"""The common base of xlint's fine-tuning tasks and criteria (not registered itself).
+"""The common base of xlint's fine-tuning tasks (not registered itself).
 
 A fine-tuning task reads a folder written by ``xlint data convert`` (see
-:mod:`.finetune_data`) and adds a task head to a pretrained ``xlm_adapter`` model:
+:mod:`..data.finetune_data`) and adds a task head to a pretrained ``xlm_adapter`` model:
 
 * the model's architecture and ``--model-languages`` come from the pretrained
   checkpoint (``xlint finetune`` copies them from its saved cfg); every example is
@@ -26,26 +26,24 @@ language as ``<metric>_<lang>`` (e.g. ``f1_tr``), averaged over all validation
 languages as ``<metric>_avg`` and over the languages that are not training
 languages as ``<metric>_tgt_avg``; any of them can be fairseq's
 ``--best-checkpoint-metric`` (with ``--maximize-best-checkpoint-metric``).
-Criteria put their predictions into the logging output, so their outputs are
-gathered (never summed) across data-parallel workers: the CLI raises
-``--all-gather-list-size`` for that.
+Criteria (:mod:`..criterions`) put their predictions into the logging output, so
+their outputs are gathered (never summed) across data-parallel workers: the CLI
+raises ``--all-gather-list-size`` for that.
 """
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from fairseq import utils
-from fairseq.criterions import FairseqCriterion
 from fairseq.data import Dictionary
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 from fairseq.tasks import FairseqTask
 from omegaconf import II, MISSING
 
-from .data.finetune_data import (
+from ..data.finetune_data import (
     DICT_FILE,
     FinetuneDataError,
     FinetuneDataset,
@@ -59,7 +57,7 @@ from .data.finetune_data import (
     read_records,
     subsample_indices,
 )
-from .models.task_heads import HEAD_PARAM_GROUP
+from ..models.task_heads import HEAD_PARAM_GROUP
 
 logger = logging.getLogger(__name__)
 
@@ -322,21 +320,6 @@ def _average(score_dicts) -> Dict[str, float]:
     return {key: sum(s[key] for s in score_dicts) / len(score_dicts) for key in keys}
 
 
-class FinetuneCriterion(FairseqCriterion):
-    """Loss logging shared by the fine-tuning criteria (predictions travel in the logs)."""
-
-    @staticmethod
-    def reduce_metrics(logging_outputs) -> None:
-        loss_sum = utils.item(sum(log.get("loss", 0) for log in logging_outputs))
-        sample_size = utils.item(sum(log.get("sample_size", 0) for log in logging_outputs))
-        if sample_size > 0:
-            metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
-
-    @staticmethod
-    def logging_outputs_can_be_summed() -> bool:
-        return False  # they carry predictions (PREDICTIONS_KEY) during validation
-
-
 # --------------------------------------------------------------------------- evaluation outside fairseq-train
 
 
@@ -362,7 +345,6 @@ def collect_predictions(task: FinetuneTask, model, criterion, dataset: FinetuneD
             if progress is not None:
                 progress(done, total)
     return items
-
 
 
 class CheckpointMismatchError(ValueError):

@@ -1,0 +1,2 @@
+"""The fine-tuning criteria (``xlint_tagging``, ``xlint_classification``, ``xlint_qa``)."""
+from . import finetune_classification, finetune_criterion, finetune_qa, finetune_tagging  # noqa: F401
