@@ -7,9 +7,9 @@ accumulate theta's gradient):
 1. a virtual step theta' = theta - beta grad_theta L_train^i(theta, phi_i) (mean loss);
 2. the meta loss V = (1/L) sum_j L_val^j(theta', phi_j), one *meta-dev* batch per
    language, each through its own modules;
-3. grad_phi_i V with the second-order term by a Hessian-vector product (default),
-   finite differences (the paper's Eq. 8), exactly (double backprop) or dropped
-   (``--meta-second-order``), see :mod:`..analysis.hypergradient`;
+3. grad_phi_i V with the second-order term by finite differences (the paper's Eq. 8,
+   the default), a Hessian-vector product, exactly (double backprop) or dropped
+   (``--meta-second-order``), see :mod:`xlint.analysis.hypergradient`;
 4. a step on phi_i with its own optimizer (Adam by default, following theta's
    learning-rate schedule), after averaging grad_phi_i V over data-parallel ranks;
    a non-finite meta-gradient skips the step and is counted;
