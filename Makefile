@@ -1,10 +1,11 @@
 # make demo : set up .venv if needed, fetch the pinned real data, run the demo
 # make test : set up .venv if needed, run the whole test suite (what CI runs)
+# make test-fast : the same without the slow tests (fairseq-train runs, several processes, the wheel)
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.xlint-installed
 
-.PHONY: install demo test bench clean-venv
+.PHONY: install demo test test-fast bench clean-venv
 
 install: $(STAMP)
 
@@ -17,6 +18,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_pretrain_throughput.py

@@ -22,6 +22,9 @@ import torch
 
 from conftest import fairseq_train_command, subprocess_env
 
+#: every test runs several fairseq-train processes
+pytestmark = pytest.mark.slow
+
 WORLD_SIZE = 2
 #: the tiny data's languages, in language-index order
 LANGUAGES = ("en", "fr")

@@ -75,6 +75,7 @@ def test_validation_history_keeps_the_latest_attempt():
     assert [(r["epoch"], r["valid_num_updates"]) for r in restarted] == [(1, "5")]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_is_summarised_over_its_whole_history(ft, tmp_path):
     data = poison_dev(ft.converted["pos"], tmp_path / "poisoned", "en")
     save_dir = tmp_path / "resumed"
@@ -98,6 +99,7 @@ def test_a_resumed_run_is_summarised_over_its_whole_history(ft, tmp_path):
     assert not same_weights(best, model_state(run_dir / "checkpoint3.pt"))
 
 
+@pytest.mark.slow
 def test_tied_best_scores_select_the_last_as_fairseq_does(ft, tmp_path):
     # no entity in the fr dev set: span F1 is 0 whatever the model predicts, a tie every epoch
     data = relabel_dev(ft.converted["ner"], tmp_path / "no-entities", "fr", lambda tags: ["O"] * len(tags))
@@ -122,6 +124,7 @@ def test_tied_best_scores_select_the_last_as_fairseq_does(ft, tmp_path):
     # QA windows 8 subwords apart, batches of at most 200 tokens, two batches an update
     ("qa", ("--max-length", "48", "--", "--doc-stride", "8", "--max-tokens", "200", "--update-freq", "2")),
 ])
+@pytest.mark.slow
 def test_the_schedule_lasts_exactly_the_updates_fairseq_train_makes(ft, tmp_path, name, args):
     results = finetune(ft.converted[name], tmp_path / name, "--pretrained", str(ft.checkpoint), "--source", "en",
                        "--epochs", "2", "--lr", "1e-3", "--batch-size", "8", *args)

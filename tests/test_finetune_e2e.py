@@ -25,6 +25,9 @@ from xlint.user_dir.data.finetune_data import read_records
 
 from test_finetune_support import learnable, poison_dev, world
 
+#: every test runs `xlint finetune`, i.e. fairseq-train
+pytestmark = pytest.mark.slow
+
 COMMON = ("--cpu", "--cpu-threads", "1", "--quiet")
 
 

@@ -60,6 +60,7 @@ def assert_one_line_error(result, *fragments: str) -> None:
         assert fragment in lines[0], (fragment, lines[0])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_its_head_is_refused(tagger, tmp_path):
     bad = edited_checkpoint(tagger, tmp_path / "no-bias.pt", lambda model: model.pop(HEAD_BIAS))
     assert_one_line_error(evaluate(bad, "--out", str(tmp_path / "eval")), str(bad), f"missing task-head key(s) {HEAD_BIAS}")
@@ -69,12 +70,14 @@ def test_a_checkpoint_without_its_head_is_refused(tagger, tmp_path):
     assert_one_line_error(evaluate(headless), f"missing task-head key(s) {HEAD_BIAS}, {HEAD_WEIGHT}")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_with_another_head_is_refused(tagger, tmp_path):
     extra = edited_checkpoint(tagger, tmp_path / "extra.pt",
                               lambda model: model.update({"heads.qa.out_proj.weight": torch.zeros(2, 64)}))
     assert_one_line_error(evaluate(extra), "unexpected task-head key(s) heads.qa.out_proj.weight")
 
 
+@pytest.mark.slow
 def test_a_head_of_another_label_set_is_refused(ft, tagger):
     # the NER data has 5 labels, the POS tagger's head 7
     result = evaluate(tagger, "--data", str(ft.converted["ner"]))
@@ -82,6 +85,7 @@ def test_a_head_of_another_label_set_is_refused(ft, tagger):
                           f"{HEAD_BIAS} [7] (the task builds [5])")
 
 
+@pytest.mark.slow
 def test_out_may_name_the_json_file(tagger, tmp_path):
     result = evaluate(tagger, "--split", "dev", "--predictions", "--out", str(tmp_path / "eval.json"))
     assert result.exit_code == 0, result.output

@@ -82,6 +82,7 @@ def meta_gradient_via_task(task, model, sample, lang_index):
 # exact and hvp agree with the oracle to ~1e-7 only: fairseq's gelu computes in float32 even for a
 # float64 model, and the oracle's full-vocabulary output rounds there differently from the task's
 @pytest.mark.parametrize("mode,tolerance", [("exact", 1e-6), ("hvp", 1e-6), ("finite-difference", 2e-3)])
+@pytest.mark.slow
 def test_meta_step_matches_independent_hypergradient(tiny_mlm_data, mode, tolerance):
     cfg, task, model = build(tiny_mlm_data, "--meta-second-order", mode, "--meta-beta", str(BETA),
                              "--meta-phi-optimizer", "sgd", "--meta-phi-lr", "1.0")
@@ -149,6 +150,7 @@ def test_meta_mlm_requires_language_specific_modules(tiny_mlm_data):
         build(tiny_mlm_data, "--language-specific", "joint")
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tiny_mlm_data, fairseq_train, tmp_path):
     from fairseq import checkpoint_utils
 
@@ -212,6 +214,7 @@ def _cosine(a, b):
     return float(F.cosine_similarity(a, b, dim=0))
 
 
+@pytest.mark.slow
 def test_with_dropout_every_mode_agrees_with_exact_on_the_same_rng_state(tiny_mlm_data):
     """Dropout 0.1: the FD difference is taken under one set of masks, so it matches the exact mode."""
     grads = _meta_gradients_by_mode(tiny_mlm_data, ["exact", "hvp", "finite-difference"], dropout=0.1)
@@ -219,6 +222,7 @@ def test_with_dropout_every_mode_agrees_with_exact_on_the_same_rng_state(tiny_ml
     assert (grads["hvp"] - grads["exact"]).norm() / grads["exact"].norm() < 1e-9
 
 
+@pytest.mark.slow
 def test_with_dropout_the_meta_gradient_is_a_function_of_the_rng_state(tiny_mlm_data):
     _, task, model = build(tiny_mlm_data, "--meta-second-order", "finite-difference", "--meta-beta", str(BETA),
                            "--meta-phi-optimizer", "sgd", "--meta-phi-lr", "1.0", dropout=0.1)
@@ -307,6 +311,7 @@ def _phi_steps_per_language(checkpoint_model_state, num_languages=2):
     return steps
 
 
+@pytest.mark.slow
 def test_update_freq_takes_one_meta_step_per_update(tiny_mlm_data, fairseq_train, tmp_path):
     from fairseq import checkpoint_utils
 

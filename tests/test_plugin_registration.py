@@ -231,6 +231,7 @@ print("weights_only_default", weights_only_is_default())
 '''
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_under_weights_only(adapter_train_run):
     """After importing the plugin, fairseq's loader reads a fairseq-train checkpoint with
     torch's default ``weights_only=True``."""
@@ -243,6 +244,7 @@ def test_checkpoint_loads_under_weights_only(adapter_train_run):
     assert any(".per_language.fr." in name for name in state["model"])
 
 
+@pytest.mark.slow
 def test_allow_list_is_what_makes_weights_only_loading_work(adapter_train_run, tmp_path):
     """In a fresh interpreter that has not imported xlint, the objects fairseq unpickles on
     distributed resume (its broadcast of the loaded checkpoint: omegaconf containers,

@@ -15,6 +15,9 @@ from fairseq import checkpoint_utils
 
 from conftest import REPO_ROOT, run_fairseq_train
 
+#: every test runs fairseq-train
+pytestmark = pytest.mark.slow
+
 VARIANTS = ["joint", "ffn", "attn", "adapter", "shared_adapter"]
 #: which variants own per-language modules, and which modules they are
 LANGUAGE_MODULES = {"joint": None, "ffn": ".ffn.per_language.", "attn": ".self_attn.per_language.",

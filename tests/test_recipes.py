@@ -4,11 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import REPO_ROOT, subprocess_env
 
 
+@pytest.mark.slow
 def test_table2_pretraining_recipe_smoke(tiny_mlm_data, tmp_path):
     env = dict(subprocess_env(threads=1), XLINT=str(Path(sys.executable).parent / "xlint"), SMOKE_UPDATES="2")
     out = tmp_path / "table2"
