@@ -649,7 +649,8 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
 
     from ..user_dir import checkpoint_compat  # noqa: F401
     from ..user_dir.data.finetune_data import FinetuneDataError
-    from ..user_dir.tasks.finetune_base import CheckpointMismatchError, FinetuneTask, collect_predictions, load_finetuned_model
+    from ..user_dir.tasks.finetune_base import (CheckpointMismatchError, FinetuneTask, collect_predictions,
+                                                load_finetuned_model)
     from fairseq import checkpoint_utils
 
     if not checkpoint.is_file():

@@ -89,8 +89,9 @@ def reuse_this_environment(python: Path) -> Path:
     """Make ``python``'s venv see this environment's packages (torch, fairseq) through one ``.pth``
     line, which processes none of this environment's ``.pth`` files: the editable xlint install
     stays invisible.  Returns the venv's site-packages."""
-    site_packages = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                        check=True, capture_output=True, text=True).stdout.strip())
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site_packages = Path(subprocess.run([str(python), "-c", purelib], check=True, capture_output=True,
+                                        text=True).stdout.strip())
     (site_packages / "reuse_test_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
     return site_packages
 

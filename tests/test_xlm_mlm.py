@@ -315,7 +315,8 @@ def test_per_language_statistics_reduce_alike_on_every_rank(task_and_cfg):
 
 def test_sampler_without_temperature_through_the_task(tiny_mlm_data):
     """A registered sampler that takes no ``temperature`` works with --language-sampler."""
-    from xlint.user_dir.data.language_sampling import LANGUAGE_SAMPLER_REGISTRY, LanguageSampler, register_language_sampler
+    from xlint.user_dir.data.language_sampling import (LANGUAGE_SAMPLER_REGISTRY, LanguageSampler,
+                                                       register_language_sampler)
 
     name = "test_uniform_no_temperature"
 
