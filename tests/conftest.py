@@ -3,7 +3,8 @@
 ``tiny_mlm_data`` builds, once per session, the layout that the ``xlm_mlm`` task
 reads (``DATA/dict.txt``, ``DATA/<lang>/{train,valid,test,metadev}.{bin,idx}``,
 ``DATA/metadata.json``) from synthetic sentences with fairseq's own binarizer
-(``fairseq-preprocess --only-source``), independently of ``xlint preprocess``.
+(:mod:`xlint.preprocess.synthetic_corpus`, the same as ``fairseq-preprocess
+--only-source``), independently of ``xlint preprocess``.
 
 ``fairseq_train`` runs the real ``fairseq-train`` entry point in a subprocess.
 """
@@ -11,21 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import shutil
 import subprocess
 import sys
-import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import pytest
 
+from xlint.preprocess.synthetic_corpus import CorpusSpec, SyntheticCorpus, build_synthetic_corpus
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_DIR = REPO_ROOT / "user_dir"
-
-SPLITS = ("train", "valid", "test", "metadev")
 
 #: distinct vocabularies, so that every language has its own tokens
 WORDS = {
@@ -52,15 +50,12 @@ TRAIN_DEFAULTS = (
 )
 
 
-@dataclass
-class TinyMlmData:
-    path: Path
-    languages: List[str]
-    #: sentences[lang][split]: the raw sentences written for that split
-    sentences: Dict[str, Dict[str, List[str]]] = field(default_factory=dict)
+#: the fixture's corpus: uniform draws from WORDS, 3 to 12 words per sentence
+TINY_MLM_SPEC = CorpusSpec(vocabularies=WORDS, sentences=SENTENCES, length=(3, 12), distribution="uniform",
+                           seed=1234)
 
-    def count(self, lang: str, split: str) -> int:
-        return len(self.sentences[lang][split])
+#: ``tiny_mlm_data``: ``path`` (DATA), ``languages``, ``sentences[lang][split]`` and ``count(lang, split)``
+TinyMlmData = SyntheticCorpus
 
 
 def subprocess_env(threads: int = 1) -> Dict[str, str]:
@@ -75,62 +70,9 @@ def subprocess_env(threads: int = 1) -> Dict[str, str]:
     return env
 
 
-_PREPROCESS_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    from fairseq import options
-    from fairseq_cli import preprocess
-
-    for argv in json.loads(sys.argv[1]):  # each entry is one fairseq-preprocess command line
-        preprocess.main(options.get_preprocessing_parser().parse_args(argv))
-    """
-)
-
-
-def _synthetic_sentences(rng: random.Random, words: Sequence[str], count: int) -> List[str]:
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(count)]
-
-
 def build_tiny_mlm_data(root: Path) -> TinyMlmData:
-    """Write raw text and binarize it with ``fairseq-preprocess --only-source``."""
-    rng = random.Random(1234)
-    raw = root / "raw"
-    raw.mkdir(parents=True)
-    data = TinyMlmData(path=root / "DATA", languages=list(WORDS))
-    all_train = []
-    for lang in data.languages:
-        data.sentences[lang] = {}
-        for split in SPLITS:
-            sents = _synthetic_sentences(rng, WORDS[lang], SENTENCES[lang][split])
-            data.sentences[lang][split] = sents
-            (raw / f"{lang}.{split}.txt").write_text("\n".join(sents) + "\n", encoding="utf-8")
-            if split == "train":
-                all_train.extend(sents)
-    (raw / "all.txt").write_text("\n".join(all_train) + "\n", encoding="utf-8")
-
-    # 1. a dictionary over all training text; 2. every language with that dictionary
-    commands = [["--only-source", "--trainpref", str(raw / "all.txt"), "--destdir", str(root / "dict"),
-                 "--workers", "1"]]
-    for lang in data.languages:
-        valid_prefs = ",".join(str(raw / f"{lang}.{split}.txt") for split in ("valid", "test", "metadev"))
-        commands.append(["--only-source", "--srcdict", str(root / "dict" / "dict.txt"),
-                         "--trainpref", str(raw / f"{lang}.train.txt"), "--validpref", valid_prefs,
-                         "--destdir", str(data.path / lang), "--workers", "1"])
-    proc = subprocess.run([sys.executable, "-c", _PREPROCESS_SCRIPT, json.dumps(commands)],
-                          cwd=root, env=subprocess_env(), capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"fairseq-preprocess failed:\n{proc.stdout}\n{proc.stderr}")
-
-    shutil.copy(root / "dict" / "dict.txt", data.path / "dict.txt")
-    for lang in data.languages:
-        lang_dir = data.path / lang
-        for ext in ("bin", "idx"):  # fairseq names extra valid sets valid1, valid2, ...
-            (lang_dir / f"valid1.{ext}").rename(lang_dir / f"test.{ext}")
-            (lang_dir / f"valid2.{ext}").rename(lang_dir / f"metadev.{ext}")
-        for split in SPLITS:
-            assert (lang_dir / f"{split}.bin").is_file() and (lang_dir / f"{split}.idx").is_file()
-    (data.path / "metadata.json").write_text(json.dumps({"languages": data.languages}), encoding="utf-8")
-    return data
+    """:data:`TINY_MLM_SPEC` binarized with fairseq's binarizer into ``root/DATA`` (raw text in ``root/raw``)."""
+    return build_synthetic_corpus(TINY_MLM_SPEC, root / "DATA", raw_dir=root / "raw")
 
 
 @pytest.fixture(scope="session")
