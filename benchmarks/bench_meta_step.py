@@ -17,7 +17,6 @@ exact L+4.
 import argparse
 import json
 import os
-import random
 import resource
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from xlint.preprocess.synthetic_corpus import CorpusSpec, build_synthetic_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 LANGUAGES = 2
@@ -42,34 +43,10 @@ CONFIGS = {
 
 
 def make_data(root: Path, vocab: int, sentences: int) -> Path:
-    """Synthetic two-language corpus binarized with fairseq-preprocess (Zipf-like word draws)."""
-    from fairseq import options
-    from fairseq_cli import preprocess
-
-    rng = random.Random(0)
-    raw = root / "raw"
-    raw.mkdir(parents=True)
-    weights = [1.0 / (rank + 1) for rank in range(vocab)]
-    for lang in ("aa", "bb"):
-        words = [f"{lang}{i}" for i in range(vocab)]
-        for split, count in (("train", sentences), ("valid", 64), ("metadev", 256)):
-            lines = (" ".join(rng.choices(words, weights, k=rng.randint(20, 60))) for _ in range(count))
-            (raw / f"{lang}.{split}").write_text("\n".join(lines) + "\n")
-    (raw / "all").write_text((raw / "aa.train").read_text() + (raw / "bb.train").read_text())
-    data = root / "data"
-    parser = options.get_preprocessing_parser()
-    preprocess.main(parser.parse_args(["--only-source", "--trainpref", str(raw / "all"), "--destdir",
-                                       str(root / "dict"), "--workers", "1"]))
-    for lang in ("aa", "bb"):
-        preprocess.main(parser.parse_args([
-            "--only-source", "--srcdict", str(root / "dict" / "dict.txt"), "--trainpref", str(raw / f"{lang}.train"),
-            "--validpref", f"{raw / f'{lang}.valid'},{raw / f'{lang}.metadev'}", "--destdir", str(data / lang),
-            "--workers", "1"]))
-        for ext in ("bin", "idx"):
-            (data / lang / f"valid1.{ext}").rename(data / lang / f"metadev.{ext}")
-    (data / "dict.txt").write_text((root / "dict" / "dict.txt").read_text())
-    (data / "metadata.json").write_text(json.dumps({"languages": ["aa", "bb"]}))
-    return data
+    """Synthetic two-language corpus (Zipf word draws, 20-60 words a sentence) in the xlm_mlm layout."""
+    spec = CorpusSpec.numbered(["aa", "bb"], vocab, {"train": sentences, "valid": 64, "metadev": 256},
+                               length=(20, 60), distribution="zipf", zipf_exponent=1.0, seed=0)
+    return build_synthetic_corpus(spec, root / "data").path
 
 
 def measure(args) -> dict:
