@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--only", help="comma-separated words: run the configurations whose names contain one "
+                                       "(the plain baseline always runs), e.g. hvp,central")
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -118,7 +120,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = make_data(Path(tmp), args.vocab, sentences=(args.steps + args.warmup) * args.tokens // 30)
         results = {}
-        for name, (extra, _) in CONFIGS.items():
+        wanted = [w.strip() for w in args.only.split(",")] if args.only else None
+        chosen = {name: config for i, (name, config) in enumerate(CONFIGS.items())
+                  if i == 0 or wanted is None or any(w in name for w in wanted)}
+        for name, (extra, _) in chosen.items():
             child = [sys.executable, __file__, "--data", str(data), "--config", json.dumps(extra),
                      "--device", args.device, "--arch", args.arch, "--tokens", str(args.tokens),
                      "--steps", str(args.steps), "--warmup", str(args.warmup)]
