@@ -11,7 +11,7 @@ Each ratio is also divided by the number of network passes the configuration nee
 pass: one forward and one backward; a double backward counts as one more pass), the
 physical floor: "x plain / passes" near 1 means no overhead above the algorithm's passes.
 With L = 2 meta-dev languages: plain 1; first-order L+2; finite-difference central L+4,
-forward L+3; hvp L+4 (a forward and backward with the graph, then its double backward);
+forward L+3; hvp L+3 (the virtual step's backward keeps its graph, then one double backward);
 exact L+4.
 """
 import argparse
@@ -32,9 +32,9 @@ LANGUAGES = 2
 #: name -> (extra fairseq-train options, network passes per update)
 CONFIGS = {
     "plain xlm_mlm (+adapt)": (["--task", "xlm_mlm"], 1),
-    "meta_mlm hvp (default)": (["--task", "meta_mlm", "--meta-second-order", "hvp"], LANGUAGES + 4),
-    "meta_mlm finite-difference, central": (["--task", "meta_mlm", "--meta-second-order", "finite-difference"],
-                                            LANGUAGES + 4),
+    "meta_mlm hvp": (["--task", "meta_mlm", "--meta-second-order", "hvp"], LANGUAGES + 3),
+    "meta_mlm finite-difference, central (default)": (
+        ["--task", "meta_mlm", "--meta-second-order", "finite-difference"], LANGUAGES + 4),
     "meta_mlm finite-difference, forward": (["--task", "meta_mlm", "--meta-second-order", "finite-difference",
                                              "--meta-fd-scheme", "forward"], LANGUAGES + 3),
     "meta_mlm first-order": (["--task", "meta_mlm", "--meta-second-order", "first-order"], LANGUAGES + 2),
