@@ -71,7 +71,8 @@ def measure(args) -> dict:
     criterion = criterions.build_criterion(cfg.criterion, task).to(device)
     optimizer = optim.build_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad])
     optimizer.set_lr(1e-4)
-    iterator = task.get_batch_iterator(task.datasets["train"], max_tokens=args.tokens, seed=1).next_epoch_itr(shuffle=False)
+    iterator = task.get_batch_iterator(task.datasets["train"], max_tokens=args.tokens, seed=1)
+    iterator = iterator.next_epoch_itr(shuffle=False)
     batches = [next(iterator) for _ in range(args.warmup + args.steps)]
     if device.type == "cuda":
         batches = [utils.move_to_cuda(b) for b in batches]

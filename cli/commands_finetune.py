@@ -722,7 +722,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
         "checkpoint": str(checkpoint.resolve()), "data": task.data_dir, "split": split, "task": task.TASK,
         "kind": task.meta.get("kind"), "metrics": list(task.metric_names()),
         "train_languages": list(task.train_languages),
-        "examples": {lang: sum(1 for l, _ in dataset.examples if l == lang) for lang in chosen},
+        "examples": {lang: sum(1 for example_lang, _ in dataset.examples if example_lang == lang) for lang in chosen},
         "scores": {lang: scores[lang] for lang in chosen if lang in scores},
     }
     if "avg" in scores:
@@ -856,7 +856,8 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
 def evaluate(checkpoint: Path, data: Optional[Path], split: str, languages: Optional[str], out: Optional[Path],
              predictions: bool, batch_size: int, cpu: bool, quiet: bool) -> None:
     """Score a fine-tuned CHECKPOINT per language on a whole split (JSON + Markdown table)."""
-    result = evaluate_checkpoint(checkpoint, data=data, split=split, languages=parse_list(languages, str, "--languages"),
+    result = evaluate_checkpoint(checkpoint, data=data, split=split,
+                                 languages=parse_list(languages, str, "--languages"),
                                  batch_size=batch_size, cpu=cpu, with_predictions=predictions, progress=not quiet)
     paths = evaluation_paths(out or checkpoint.parent / f"eval-{split}")
     records = result.pop("predictions", None)

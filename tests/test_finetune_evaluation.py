@@ -63,7 +63,8 @@ def assert_one_line_error(result, *fragments: str) -> None:
 @pytest.mark.slow
 def test_a_checkpoint_without_its_head_is_refused(tagger, tmp_path):
     bad = edited_checkpoint(tagger, tmp_path / "no-bias.pt", lambda model: model.pop(HEAD_BIAS))
-    assert_one_line_error(evaluate(bad, "--out", str(tmp_path / "eval")), str(bad), f"missing task-head key(s) {HEAD_BIAS}")
+    assert_one_line_error(evaluate(bad, "--out", str(tmp_path / "eval")), str(bad),
+                          f"missing task-head key(s) {HEAD_BIAS}")
     assert not (tmp_path / "eval.json").exists()
     headless = edited_checkpoint(tagger, tmp_path / "headless.pt",
                                  lambda model: [model.pop(key) for key in (HEAD_WEIGHT, HEAD_BIAS)])

@@ -243,9 +243,9 @@ def test_few_shot_moves_m_dev_examples_per_target_into_training(ft):
     assert sorted(shots + rest) == sorted(record["id"] for record in fr_dev) and not set(shots) & set(rest)
     assert sum(lang == "en" for lang, _ in valid) == len(read_records(str(ft.converted["pos"]), "en", "dev"))
     again, _ = split("1")
-    assert [r["id"] for l, r in again if l == "fr"] == shots  # the same shots for every training seed
+    assert [r["id"] for lang, r in again if lang == "fr"] == shots  # the same shots for every training seed
     other, _ = split("2")
-    assert [r["id"] for l, r in other if l == "fr"] != shots
+    assert [r["id"] for lang, r in other if lang == "fr"] != shots
 
 
 def test_examples_route_through_their_own_language_modules(ft):

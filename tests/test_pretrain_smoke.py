@@ -105,6 +105,7 @@ def test_resume_equals_uninterrupted_training(tiny_mlm_data, tmp_path):
     assert any(not torch.equal(a[name], mid[name]) for name in a), "the resumed run did not train"
 
     # the same losses were logged after the resume point
-    tail = lambda run: [(r["num_updates"], r["loss"]) for r in run.json_records("train_inner")
-                        if int(r["num_updates"]) > n]
+    def tail(run):
+        return [(r["num_updates"], r["loss"]) for r in run.json_records("train_inner") if int(r["num_updates"]) > n]
+
     assert tail(straight) == tail(resumed)

@@ -350,7 +350,8 @@ def check_fairseq_train(args: Sequence[str], cwd: Path):
                                             ("--optimizer", "optimizer", OPTIMIZER_REGISTRY),
                                             ("--lr-scheduler", "lr_scheduler", LR_SCHEDULER_REGISTRY)):
             if option in given:
-                assert getattr(parsed, attribute) in registry, f"{option} {getattr(parsed, attribute)} is not registered"
+                value = getattr(parsed, attribute)
+                assert value in registry, f"{option} {value} is not registered"
         try:
             tasks.setup_task(convert_namespace_to_omegaconf(parsed).task)
         except Exception as error:

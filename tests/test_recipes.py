@@ -1,5 +1,4 @@
 """The paper-table recipes, run end to end in their --smoke mode (tiny models on CPU)."""
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -225,7 +225,7 @@ def test_valid_iterator_covers_every_sentence_once(task_and_cfg, tiny_mlm_data, 
             lang_ids = sample["net_input"]["src_lang_id"]
             assert torch.all(lang_ids == lang_ids[0])
             # sample["id"] is the row within the language's own dataset
-            seen.extend((int(l), int(i)) for l, i in zip(lang_ids, sample["id"]))
+            seen.extend((int(lang), int(i)) for lang, i in zip(lang_ids, sample["id"]))
     assert len(seen) == len(set(seen)) == len(expected)
     assert set(seen) == expected
 

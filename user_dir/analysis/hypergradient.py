@@ -31,11 +31,12 @@ the caller's closures are responsible for that (``meta_mlm`` re-seeds the genera
 before each one); a difference of gradients under different masks is mask noise.
 
 For ``finite-difference`` and ``first-order``, theta is modified in place for the
-virtual and finite-difference steps and always restored bit-exactly from a copy; gradients are taken with ``torch.autograd.grad``,
-so the ``.grad`` fields (e.g. gradients accumulated over ``--update-freq``) are
-never touched.  How much of each in-place perturbation survived rounding is
-reported (the fraction of theta's elements that changed): in half precision a
-virtual step or an eps-step can round back to theta exactly.
+virtual and finite-difference steps and always restored bit-exactly from a copy;
+gradients are taken with ``torch.autograd.grad``, so the ``.grad`` fields (e.g.
+gradients accumulated over ``--update-freq``) are never touched.  How much of each
+in-place perturbation survived rounding is reported (the fraction of theta's elements
+that changed): in half precision a virtual step or an eps-step can round back to theta
+exactly.
 """
 import contextlib
 import time

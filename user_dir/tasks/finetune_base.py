@@ -259,7 +259,7 @@ class FinetuneTask(FairseqTask):
         dataset = FinetuneDataset(items, self.dictionary.pad(), self.collate_extra, shuffle=split == "train",
                                   languages=languages, num_examples=len(examples))
         dataset.examples = examples
-        counts = {lang: sum(1 for l, _ in examples if l == lang) for lang in languages}
+        counts = {lang: sum(1 for example_lang, _ in examples if example_lang == lang) for lang in languages}
         logger.info("%s: %s examples, %d model inputs (max length %d)", split,
                     ", ".join(f"{lang} {n}" for lang, n in counts.items()), len(items), self.effective_max_length)
         self.datasets[split] = dataset
@@ -298,7 +298,8 @@ class FinetuneTask(FairseqTask):
         items = [item for log in logging_outputs for item in log.get(PREDICTIONS_KEY, ())]
         metrics.log_custom(PredictionsMeter, PREDICTIONS_KEY, items)
         languages = list(dict.fromkeys(item[1] for item in items))
-        keys = languages + [AVERAGE] + ([TARGET_AVERAGE] if any(l not in self.train_languages for l in languages) else [])
+        has_targets = any(lang not in self.train_languages for lang in languages)
+        keys = languages + [AVERAGE] + ([TARGET_AVERAGE] if has_targets else [])
         for key in keys:
             for metric in self.metric_names():
                 metrics.log_derived(f"{metric}_{key}", self._derived(key, metric))
