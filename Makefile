@@ -1,11 +1,11 @@
 # make demo : set up .venv if needed, fetch the pinned real data, run the demo
-# make test : set up .venv if needed, run the whole test suite (what CI runs)
+# make test : set up .venv if needed, the style check (ruff), then the whole test suite (what CI runs)
 # make test-fast : the same without the slow tests (fairseq-train runs, several processes, the wheel)
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.xlint-installed
 
-.PHONY: install demo test test-fast bench clean-venv
+.PHONY: install demo lint test test-fast bench clean-venv
 
 install: $(STAMP)
 
@@ -16,7 +16,10 @@ $(STAMP): setup.py scripts/install.sh
 demo: $(STAMP)
 	$(VENV)/bin/xlint demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(VENV)/bin/python -m pytest -q tests
 
 test-fast: $(STAMP)

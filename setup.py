@@ -63,6 +63,6 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "ruff==0.17.6"]},
     entry_points={"console_scripts": ["xlint=xlint.cli.main:main"]},
 )
