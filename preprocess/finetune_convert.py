@@ -8,7 +8,7 @@ folder or none)::
 
     FT/meta.json  FT/dict.txt  FT/<lang>/{train,dev,test}.jsonl
 
-(record layouts: :mod:`xlint.user_dir.finetune_data`).  ``SPLIT`` is train, dev
+(record layouts: :mod:`xlint.user_dir.data.finetune_data`).  ``SPLIT`` is train, dev
 (alias valid) or test.  ``LANG:`` names the language of a file whose records do
 not carry one (CoNLL, CoNLL-U, MultiNLI, SQuAD) and selects one language from a
 file that mixes several (WikiAnn, XNLI-1.0); TyDiQA ids and MLQA/XQuAD/UD file
@@ -32,7 +32,7 @@ from .errors import PreprocessError
 from .task_formats import NLI_LABELS, FormatError, NliExample, QaExample, TaggedSentence
 from .textio import read_json, sha256_file
 
-FORMAT_VERSION = 1  # == xlint.user_dir.finetune_data.FORMAT_VERSION (checked by the tests)
+FORMAT_VERSION = 1  # == xlint.user_dir.data.finetune_data.FORMAT_VERSION (checked by the tests)
 SPLIT_ALIASES = {"train": "train", "dev": "dev", "valid": "dev", "validation": "dev", "test": "test"}
 _SPEC = re.compile(r"^(?:(?P<lang>[A-Za-z][A-Za-z0-9_-]*):)?(?P<split>[a-z]+)=(?P<path>.+)$")
 _WORD = re.compile(r"\S+")
