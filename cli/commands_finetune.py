@@ -50,6 +50,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import click
 
+from ..preprocess.textio import write_json_atomic, write_text_atomic
 from .fairseq_runner import OptionValue, fairseq_train_command
 
 TASK_NAMES = {"tagging": "xlint_tagging", "classification": "xlint_classification", "qa": "xlint_qa"}
@@ -78,20 +79,6 @@ ALL_GATHER_LIST_SIZE = 1 << 22
 # --------------------------------------------------------------------------- small helpers
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-
-
 def parse_list(text: Optional[str], kind: Callable[[str], Any], what: str) -> Optional[List[Any]]:
     if text is None:
         return None
@@ -115,10 +102,6 @@ def read_ft_meta(data: Path) -> Dict[str, Any]:
         return read_meta(str(data))
     except FinetuneDataError as error:
         raise click.BadParameter(str(error), param_hint="DATA") from None
-
-
-def languages_with(meta: Dict[str, Any], split: str) -> List[str]:
-    return [lang for lang, splits in meta["splits"].items() if splits.get(split, 0) > 0]
 
 
 # --------------------------------------------------------------------------- the pretrained checkpoint
@@ -244,6 +227,8 @@ class RunPlan:
 
 def _languages(spec: FinetuneSpec, meta: Dict[str, Any]) -> Tuple[List[str], List[str], List[str]]:
     """(train, valid, test) languages of a setting."""
+    from ..user_dir.data.finetune_data import available_languages
+
     if spec.source not in meta["splits"]:
         raise click.BadParameter(f"{spec.source} is not in {spec.data} (it has {', '.join(meta['splits'])})",
                                  param_hint="--source")
@@ -257,7 +242,7 @@ def _languages(spec: FinetuneSpec, meta: Dict[str, Any]) -> Tuple[List[str], Lis
             raise click.BadParameter("the within-language setting trains and tests on --source only",
                                      param_hint="--targets")
         return [spec.source], [spec.source], [spec.source]
-    targets = spec.targets or [lang for lang in languages_with(meta, "dev") + languages_with(meta, "test")
+    targets = spec.targets or [lang for lang in available_languages(meta, "dev") + available_languages(meta, "test")
                                if lang != spec.source]
     targets = list(dict.fromkeys(targets))
     missing = [lang for lang in targets if lang not in meta["splits"]]
@@ -648,7 +633,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
     import torch
 
     from ..user_dir import checkpoint_compat  # noqa: F401
-    from ..user_dir.data.finetune_data import FinetuneDataError
+    from ..user_dir.data.finetune_data import FinetuneDataError, available_languages
     from ..user_dir.tasks.finetune_base import (CheckpointMismatchError, FinetuneTask, collect_predictions,
                                                 load_finetuned_model)
     from fairseq import checkpoint_utils
@@ -679,7 +664,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
         raise click.BadParameter(f"{checkpoint} is not a fine-tuned xlint checkpoint (task {cfg.task._name})",
                                  param_hint="CHECKPOINT")
     fairseq_split = {"test": "test", "dev": "valid", "valid": "valid"}[split]
-    available = languages_with(task.meta, "test" if fairseq_split == "test" else "dev")
+    available = available_languages(task.meta, "test" if fairseq_split == "test" else "dev")
     chosen = list(languages) if languages else available
     unknown = [lang for lang in chosen if lang not in available]
     if unknown:

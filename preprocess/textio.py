@@ -107,6 +107,12 @@ def atomic_text_writer(path: Path) -> Iterator[IO[str]]:
         yield handle
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8, ``\\n`` line endings), atomically."""
+    with atomic_text_writer(path) as handle:
+        handle.write(text)
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write ``payload`` as indented, key-sorted JSON, atomically."""
     with atomic_text_writer(path) as handle:
