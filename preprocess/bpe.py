@@ -26,9 +26,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..analysis.seeding import stable_seed
 from ..analysis.temperature import temperature_probabilities
 from .errors import PreprocessError
-from .splits import stable_seed
 from .textio import atomic_output, atomic_text_writer, read_own_lines
 
 logger = logging.getLogger(__name__)

@@ -31,6 +31,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..analysis.seeding import stable_seed
 from .errors import PreprocessError
 from .textio import atomic_text_writer, read_own_lines
 
@@ -49,12 +50,6 @@ _DROPPED = -1
 def default_heldout_size(pool_sentences: int) -> int:
     """5% of the pool, at least 1 and at most 5,000 sentences."""
     return max(1, min(DEFAULT_HELDOUT_CAP, int(pool_sentences * DEFAULT_HELDOUT_FRACTION)))
-
-
-def stable_seed(*parts: object) -> int:
-    """A 64-bit integer derived from ``parts`` that is the same on every machine and run."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 def _line_hashes(path: Path) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Pure numeric modules of the plugin: they register nothing and import torch or numpy, never fairseq.
 
-Today: the temperature formula of language sampling (:mod:`.temperature`) and the meta-gradient
-of ``meta_mlm`` (:mod:`.hypergradient`).
+Today: the temperature formula of language sampling (:mod:`.temperature`), the meta-gradient
+of ``meta_mlm`` (:mod:`.hypergradient`) and name-derived seeds (:mod:`.seeding`).
 
 This folder is installed twice: as ``xlint.user_dir.analysis`` (what the plugin's modules import,
 relatively, so that a ``--user-dir`` checkout works without xlint installed) and as

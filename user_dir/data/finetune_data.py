@@ -36,6 +36,8 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 from fairseq.logging.meters import Meter
 
+from ..analysis.seeding import stable_seed
+
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 DICT_FILE = "dict.txt"
@@ -131,7 +133,7 @@ def few_shot_indices(num_examples: int, shots: int, seed: int, lang: str) -> np.
     if shots >= num_examples:
         raise FinetuneDataError(f"few-shot: {shots} examples asked from the {num_examples}-example dev set "
                                 f"of {lang}; nothing would be left to validate on")
-    rng = np.random.default_rng([seed, _stable_hash(lang)])
+    rng = np.random.default_rng([seed, stable_seed(lang)])
     return np.sort(rng.choice(num_examples, size=shots, replace=False)).astype(np.int64)
 
 
@@ -139,14 +141,8 @@ def subsample_indices(num_examples: int, keep: int, seed: int, lang: str) -> np.
     """A fixed random subset of ``keep`` example indices (sorted), or all of them."""
     if keep <= 0 or keep >= num_examples:
         return np.arange(num_examples, dtype=np.int64)
-    rng = np.random.default_rng([seed, _stable_hash(lang), 7])
+    rng = np.random.default_rng([seed, stable_seed(lang), 7])
     return np.sort(rng.choice(num_examples, size=keep, replace=False)).astype(np.int64)
-
-
-def _stable_hash(text: str) -> int:
-    import zlib
-
-    return zlib.crc32(text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- windows
