@@ -86,7 +86,7 @@ from .demo_sources import (
     BSB_NT_MEMBER,
     BSB_OT_MEMBER,
     CACHE_ENV_VAR,
-    DEFAULT_CACHE_DIR,
+    DEFAULT_CACHE_DIR,  # noqa: F401  (re-exported for cli/commands_data.py)
     PINS,
     SBLGNT_MEMBER,
     TURKISH_TREEBANKS,

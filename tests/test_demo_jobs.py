@@ -261,4 +261,5 @@ def test_downstream_table_puts_the_baselines_beside_the_scores(tmp_path: Path) -
     verdict = zero_shot_verdict(scores, baselines).splitlines()
     assert verdict[0] == ("grc zero-shot: 0 of 1 models beat the majority baseline (NOUN 50.0) on average, "
                           "1 of 2 single runs; best run 55.0")
-    assert verdict[1].startswith("tr zero-shot: 0 of 1 models beat the majority baseline (NOUN 40.0) on average, 1 of 2")
+    assert verdict[1].startswith(
+        "tr zero-shot: 0 of 1 models beat the majority baseline (NOUN 40.0) on average, 1 of 2")
