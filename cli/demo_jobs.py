@@ -103,6 +103,7 @@ def _say(message: str) -> None:
 
 
 def _run_one(job: Job, tag: str) -> JobOutcome:
+    """Reuse the job's cached result or run it, printing its start and result lines."""
     cached = job.cached()
     if cached is not None:
         _say(f"{tag} {job.label}: reusing the cached result: {job.summary(cached)}")
@@ -116,6 +117,7 @@ def _run_one(job: Job, tag: str) -> JobOutcome:
 
 
 def _check_graph(jobs: Sequence[Job]) -> None:
+    """Names are unique and every dependency is an earlier job (so the graph has no cycle)."""
     names = [job.name for job in jobs]
     if len(set(names)) != len(names):
         raise ValueError("job names are not unique")
