@@ -58,6 +58,7 @@ from .demo_jobs import (
     write_cached_result,
     write_finetune_job,
 )
+from .fairseq_logs import as_float, parse_log_records
 from .fairseq_runner import fairseq_train_command, run_command
 
 DEMO_LANGUAGES = ("grc", "tr", "en")
@@ -191,22 +192,10 @@ def xlint_script() -> str:
 
 def last_validation(log_path: Path) -> Dict[str, float]:
     """The last ``valid`` record of a fairseq-train log written with ``--log-format json``."""
-    record: Optional[Dict[str, float]] = None
-    for line in log_path.read_text(encoding="utf-8").splitlines():
-        _, sep, payload = line.partition("| valid | ")
-        if sep and payload.startswith("{"):
-            record = {k: float(v) for k, v in json.loads(payload).items() if _is_number(v)}
-    if record is None:
+    records = parse_log_records(log_path.read_text(encoding="utf-8").splitlines(), "valid")
+    if not records:
         raise click.ClickException(f"{log_path}: no validation record (did training run?)")
-    return record
-
-
-def _is_number(value: Any) -> bool:
-    try:
-        float(value)
-        return True
-    except (TypeError, ValueError):
-        return False
+    return {key: value for key, value in ((k, as_float(v)) for k, v in records[-1].items()) if value is not None}
 
 
 @dataclass(frozen=True)

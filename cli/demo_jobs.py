@@ -190,7 +190,9 @@ def finetune_job_command(job_dir: Path) -> List[str]:
 
 def run_finetune_job(payload: Mapping[str, Any]) -> Dict[str, Any]:
     """Fine-tune within-language on the source, score the selected checkpoint on every test language."""
-    from .commands_finetune import FinetuneSpec, evaluate_checkpoint, run_finetune
+    from .evaluation import evaluate_checkpoint
+    from .finetune_plan import FinetuneSpec
+    from .finetune_run import run_finetune
 
     spec = FinetuneSpec(
         data=Path(payload["data"]), pretrained=Path(payload["pretrained"]), save_dir=Path(payload["save_dir"]),

@@ -10,7 +10,6 @@ reads (``DATA/dict.txt``, ``DATA/<lang>/{train,valid,test,metadev}.{bin,idx}``,
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 
 import pytest
 
+from xlint.cli.fairseq_logs import parse_log_records
 from xlint.preprocess.synthetic_corpus import CorpusSpec, SyntheticCorpus, build_synthetic_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -96,14 +96,8 @@ class TrainRun:
 
 
 def parse_json_log(output: str, tag: str) -> List[dict]:
-    marker = f"| {tag} | "
-    records = []
-    for line in output.splitlines():
-        if marker in line:
-            payload = line.split(marker, 1)[1].strip()
-            if payload.startswith("{"):
-                records.append(json.loads(payload))
-    return records
+    """The JSON records of a fairseq-train output's ``| <tag> | {...}`` lines."""
+    return parse_log_records(output.splitlines(), tag)
 
 
 def fairseq_train_command(data_dir, save_dir, *extra: str, variant: Optional[str] = "adapter",

@@ -21,7 +21,8 @@ from click.testing import CliRunner
 import xlint.user_dir  # noqa: F401  (allow-lists fairseq's checkpoint globals)
 from fairseq import checkpoint_utils
 
-from xlint.cli.commands_finetune import FinetuneSpec, plan_runs, validation_history
+from xlint.cli.fairseq_logs import validation_history
+from xlint.cli.finetune_plan import FinetuneSpec, plan_runs
 from xlint.cli.main import cli
 from xlint.user_dir.tasks.finetune_base import count_train_updates, parse_train_args
 
@@ -158,3 +159,33 @@ def test_arguments_fairseq_train_would_refuse_are_one_line_errors(ft, tmp_path):
         assert result.exit_code != 0
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_the_bilingual_setting_trains_on_both_languages_and_selects_on_their_average(ft, tmp_path):
+    runs, info = plan_runs(FinetuneSpec(data=ft.converted["pos"], pretrained=ft.checkpoint, save_dir=tmp_path,
+                                        source="en", setting="bilingual", targets=["fr"], batch_sizes=[8],
+                                        lrs=[1e-3], cpu=True, dry_run=True))
+    argv = runs[0].command
+    assert argv[argv.index("--train-languages") + 1] == "en,fr"
+    assert argv[argv.index("--valid-languages") + 1] == "en,fr"
+    assert argv[argv.index("--best-checkpoint-metric") + 1] == "f1_avg"
+    assert info["train_languages"] == ["en", "fr"] and "bilingual" in info["selection"]["rule"]
+    # the count of updates covers both training sets
+    mono, _ = plan_runs(FinetuneSpec(data=ft.converted["pos"], pretrained=ft.checkpoint, save_dir=tmp_path / "m",
+                                     source="en", batch_sizes=[8], lrs=[1e-3], cpu=True, dry_run=True))
+    def total(command):
+        return int(command[command.index("--total-num-update") + 1])
+
+    assert total(argv) > total(mono[0].command)
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--setting", "bilingual"), "name them"),
+    (("--setting", "bilingual", "--targets", "fr", "--select", "target"), "select on source or average"),
+])
+def test_the_bilingual_setting_refuses_what_it_cannot_do(ft, tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["finetune", str(ft.converted["pos"]), "--pretrained", str(ft.checkpoint),
+                                      "--save-dir", str(tmp_path / "out"), "--source", "en", "--cpu", "--dry-run",
+                                      *args])
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "out").exists()

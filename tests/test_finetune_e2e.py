@@ -18,7 +18,6 @@ from click.testing import CliRunner
 import xlint.user_dir  # noqa: F401  (allow-lists fairseq's checkpoint globals)
 from fairseq import checkpoint_utils
 
-from xlint.cli.commands_finetune import run_pos_transfer_demo
 from xlint.cli.main import cli
 from xlint.metrics.xtreme import accuracy, squad_scores
 from xlint.user_dir.data.finetune_data import read_records
@@ -181,13 +180,3 @@ def test_extractive_qa_learns_a_learnable_task_over_several_windows(ft, tmp_path
     only_fr, fr_predictions = evaluate_with_predictions(checkpoint, tmp_path / "qa-eval-fr", "--languages", "fr")
     assert set(only_fr["scores"]) == {"fr"} and fr_predictions.keys() == {"fr"}
     assert only_fr["scores"]["fr"] == scores["fr"]
-
-
-def test_pos_transfer_demo_function(ft, tmp_path):
-    paths = {lang: {split: ft.files["pos"][(lang, split)] for split in ("train", "dev", "test")}
-             for lang in ("en", "fr")}
-    table = run_pos_transfer_demo(ft.corpus, ft.checkpoint, paths, tmp_path / "demo", source="en", target="fr",
-                                  max_epochs=1, lr=1e-3, batch_size=16, max_train_examples=32, cpu_threads=1)
-    assert set(table["table"]) == {"en within", "fr zero-shot", "fr within"}
-    assert all(set(v) == {"acc", "f1"} for v in table["table"].values())
-    assert table["within_target"]["train_languages"] == ["fr"] and table["zero_shot"]["train_languages"] == ["en"]

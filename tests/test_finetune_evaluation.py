@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import xlint.user_dir  # noqa: F401  (allow-lists fairseq's checkpoint globals)
 
-from xlint.cli.commands_finetune import evaluation_paths
+from xlint.cli.evaluation import evaluation_paths
 from xlint.cli.main import cli
 
 from test_finetune_support import world

@@ -21,7 +21,7 @@ from fairseq.data import Dictionary
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.logging import metrics
 
-from xlint.cli.commands_finetune import ALL_GATHER_LIST_SIZE
+from xlint.cli.finetune_plan import ALL_GATHER_LIST_SIZE
 from xlint.cli.main import cli
 from xlint.preprocess import task_formats as tf
 from xlint.preprocess.encode import encode_words
