@@ -26,6 +26,13 @@ so that training gives the same parameters whatever the backend and the world si
 refuses at start the set-ups that cannot give that: pytorch DDP (``c10d``) without
 ``--find-unused-parameters`` (it fails on unused parameters) and ``--fp16`` with flattened
 gradients (one flat tensor and one Adam step count for all parameters).
+
+Gradient conflict (Wang et al. 2020, Fig. 3): with ``--grad-sim-interval N`` the first
+micro-batch of every N-th update (counting from update 0, the initial parameters) first
+measures the cosine similarity of the shared parameters' gradients between languages and
+within each language (:mod:`.grad_sim_probe`, numeric core
+:mod:`xlint.analysis.gradient_similarity`), logged as ``grad_cos_<a>_<b>`` and written to
+``SAVE_DIR/grad_sim.jsonl``; training is bit-identical with and without it.
 """
 
 import json
@@ -54,6 +61,7 @@ from fairseq.data import (
 from fairseq.data.shorten_dataset import maybe_shorten_dataset
 from fairseq.logging import metrics
 from fairseq.optim import FP16Optimizer
+from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import register_task
 from fairseq.tasks.masked_lm import MaskedLMConfig, MaskedLMTask
 from omegaconf import II
@@ -61,6 +69,15 @@ from omegaconf import II
 from ..analysis.temperature import DEFAULT_TEMPERATURE
 from ..data.language_sampling import build_language_sampler, sampler_accepts
 from ..data.multilingual_split import LanguageBlockEpochIterator, MultilingualSplit
+from .grad_sim_probe import (
+    GRAD_SIM_FILE,
+    GradientSimilarityProbe,
+    GradSimLog,
+    ProbeSettings,
+    loss_scale_of,
+    rank_and_world_size,
+    similarity_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +100,34 @@ class XlmMlmConfig(MaskedLMConfig):
         metadata={"help": "T in P_i ~ q_i^(1/T); default 1/0.7 as XLM's alpha=0.7 "
                           "(1 = proportional to data, large = uniform)"},
     )
+    grad_sim_interval: int = field(
+        default=0,
+        metadata={"help": "every N updates, measure the cosine similarity of the shared parameters' gradients "
+                          "between languages and within each language (Wang et al. 2020, Fig. 3; paper: 10); "
+                          "0: off"},
+    )
+    grad_sim_sentences: int = field(
+        default=4096,
+        metadata={"help": "sentences per gradient-similarity probe batch (accumulated over micro-batches of "
+                          "--grad-sim-max-tokens / --grad-sim-batch-size; paper: 4096)"},
+    )
+    grad_sim_no_dropout: bool = field(
+        default=False,
+        metadata={"help": "run the probes in eval mode (dropout off); default: training mode, the gradients a "
+                          "training step sees (the paper's setting)"},
+    )
+    grad_sim_subset: str = field(default="train", metadata={"help": "split the probe batches are drawn from"})
+    grad_sim_file: str = field(
+        default="", metadata={"help": f"JSONL file of the probe rows (default: SAVE_DIR/{GRAD_SIM_FILE})"})
+    grad_sim_max_tokens: Optional[int] = field(
+        default=None, metadata={"help": "tokens per probe micro-batch (default: --max-tokens)"})
+    grad_sim_batch_size: Optional[int] = field(
+        default=None, metadata={"help": "sentences per probe micro-batch (default: --batch-size)"})
     update_freq: Any = II("optimization.update_freq")
+    # read from other config groups (not options of the task): the probes' defaults
+    max_tokens: Optional[int] = II("dataset.max_tokens")
+    batch_size: Optional[int] = II("dataset.batch_size")
+    checkpoint_save_dir: Any = II("checkpoint.save_dir")
     # read from other config groups (not options of the task): the start-up check of
     # data-parallel and half-precision set-ups (see data_parallel_setup_problem)
     distributed_world_size: Any = II("distributed_training.distributed_world_size")
@@ -111,6 +155,12 @@ class XlmMlmTask(MaskedLMTask):
         self._language_groups: Optional[LanguageParameterGroups] = None
         self._gradient_mask: Optional[AbsentLanguageGradients] = None
         self._warned_no_update_language = False
+        self._epoch: Optional[int] = None
+        self._grad_sim: Optional[GradientSimilarityProbe] = None
+        #: the update last measured, and whether this process has trained (dropped redone rows) yet
+        self._grad_sim_last: Optional[int] = None
+        self._grad_sim_started = False
+        self._grad_sim_logging: Dict[str, float] = {}
 
     # ------------------------------------------------------------------ data
 
@@ -291,16 +341,72 @@ class XlmMlmTask(MaskedLMTask):
             logging_output[f"sample_size:{lang}"] = sample_size if present else size_zero
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if self.cfg.grad_sim_interval > 0:
+            self.measure_gradient_similarity(model, criterion, optimizer, update_num)
         self._record_update_language(model, sample, ignore_grad)
         loss, sample_size, logging_output = super().train_step(
             sample, model, criterion, optimizer, update_num, ignore_grad)
         self.add_language_statistics(sample, loss, sample_size, logging_output)
+        if self._grad_sim_logging:
+            logging_output.update(self._grad_sim_logging)
+            self._grad_sim_logging = {}
         return loss, sample_size, logging_output
 
     def valid_step(self, sample, model, criterion):
         loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
         self.add_language_statistics(sample, loss, sample_size, logging_output)
         return loss, sample_size, logging_output
+
+    # ------------------------------------------------------------------ gradient similarity (Fig. 3)
+
+    def grad_sim_path(self) -> str:
+        return self.cfg.grad_sim_file or os.path.join(str(self.cfg.checkpoint_save_dir), GRAD_SIM_FILE)
+
+    def gradient_similarity_probe(self, **overrides: Any) -> GradientSimilarityProbe:
+        """The probe over ``--grad-sim-subset`` (its own copy of the split); ``overrides`` replace
+        :class:`ProbeSettings` fields (the offline ``xlint grad-sim``)."""
+        cfg = self.cfg
+        settings = dict(sentences=cfg.grad_sim_sentences, seed=cfg.seed, dropout=not cfg.grad_sim_no_dropout,
+                        max_tokens=_first_set(cfg.grad_sim_max_tokens, _interpolated(cfg, "max_tokens")),
+                        max_sentences=_first_set(cfg.grad_sim_batch_size, _interpolated(cfg, "batch_size")),
+                        max_positions=cfg.tokens_per_sample)
+        settings.update(overrides)
+        if settings["max_tokens"] is None and settings["max_sentences"] is None:
+            settings["max_sentences"] = 32
+        per_language = [self._load_language_split(i, cfg.grad_sim_subset, 1, False)
+                        for i in range(len(self.languages))]
+        dataset = MultilingualSplit(per_language, self.languages, cfg.grad_sim_subset)
+        return GradientSimilarityProbe(dataset, self.languages, ProbeSettings(**settings))
+
+    def measure_gradient_similarity(self, model, criterion, optimizer, update_num: int) -> None:
+        """At the first micro-batch of every ``--grad-sim-interval``-th update: probe, log, append rows.
+
+        Runs on every rank (the probe's micro-batches are split over ranks); changes no
+        parameter, gradient, generator state or module mode (see :mod:`.grad_sim_probe`).
+        """
+        if self._grad_sim_last == update_num:
+            return  # a later micro-batch of a measured update (or meta_mlm's second call)
+        if not self._grad_sim_started:
+            self._grad_sim_started = True
+            if rank_and_world_size()[0] == 0:
+                dropped = GradSimLog(self.grad_sim_path()).keep_before(update_num)
+                if dropped:
+                    logger.info("gradient similarity: dropped %d rows of updates >= %d (redone after the resume)",
+                                dropped, update_num)
+        if update_num % self.cfg.grad_sim_interval:
+            return
+        self._grad_sim_last = update_num
+        if self._grad_sim is None:
+            self._grad_sim = self.gradient_similarity_probe()
+        self._grad_sim.dataset.set_epoch(update_num + 1)  # the probe's masks: per update, not per epoch
+        probes, similarities = self._grad_sim.measure(unwrap_model(model), criterion, update_num,
+                                                      loss_scale_of(optimizer), amp=isinstance(optimizer, AMPOptimizer))
+        rows = similarity_rows(probes, similarities, update_num, self._epoch)
+        if rank_and_world_size()[0] == 0:
+            GradSimLog(self.grad_sim_path()).append(rows)
+        self._grad_sim_logging = grad_sim_logging_output(rows)
+        if any(not row["finite"] for row in rows):
+            logger.warning("gradient similarity at update %d: non-finite gradients (recorded as such)", update_num)
 
     # ------------------------------------------------------------------ language-specific modules
 
@@ -354,6 +460,7 @@ class XlmMlmTask(MaskedLMTask):
 
     def begin_epoch(self, epoch, model):
         super().begin_epoch(epoch, model)
+        self._epoch = int(epoch)
         problem = data_parallel_setup_problem(self.cfg, self.language_parameter_groups(model).any_trainable)
         if problem is not None:
             raise ValueError(problem)
@@ -366,6 +473,34 @@ class XlmMlmTask(MaskedLMTask):
                 loss = _sum(logging_outputs, f"loss:{lang}")
                 metrics.log_scalar(f"loss_{lang}", loss / sample_size / math.log(2), sample_size, round=3)
                 metrics.log_derived(f"ppl_{lang}", _perplexity_of(f"loss_{lang}"))
+        reduce_grad_sim_metrics(logging_outputs)
+
+
+GRAD_SIM_COUNT_PREFIX = "_grad_sim_n:"
+
+
+def grad_sim_logging_output(rows: List[Dict[str, Any]]) -> Dict[str, float]:
+    """``grad_cos_<a>_<b>`` (the total group's finite cosines) and their counts, for fairseq's log.
+
+    Every rank adds the same keys (the cosines are computed from all-reduced gradients), as
+    fairseq's fast all-reduce of logging outputs requires; summed over ranks and averaged
+    by the counts in :func:`reduce_grad_sim_metrics`."""
+    out: Dict[str, float] = {}
+    for row in rows:
+        if row["group"] == "total" and row["cos"] is not None:
+            key = f"grad_cos_{row['lang_a']}_{row['lang_b']}"
+            out[key] = float(row["cos"])
+            out[GRAD_SIM_COUNT_PREFIX + key] = 1.0
+    return out
+
+
+def reduce_grad_sim_metrics(logging_outputs) -> None:
+    keys = sorted({k[len(GRAD_SIM_COUNT_PREFIX):] for log in logging_outputs for k in log
+                   if k.startswith(GRAD_SIM_COUNT_PREFIX)})
+    for key in keys:
+        count = _sum(logging_outputs, GRAD_SIM_COUNT_PREFIX + key)
+        if count > 0:
+            metrics.log_scalar(key, _sum(logging_outputs, key) / count, count, priority=950, round=4)
 
 
 class LanguageParameterGroups:
@@ -450,6 +585,18 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     while hasattr(model, "module"):
         model = model.module
     return model
+
+
+def _first_set(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def _interpolated(cfg, key: str):
+    """A config value read from another group, or None where it cannot be resolved (a bare config)."""
+    try:
+        return getattr(cfg, key, None)
+    except Exception:  # noqa: BLE001 - omegaconf raises its own errors for missing interpolation targets
+        return None
 
 
 def _zero_like(value):
