@@ -1,6 +1,6 @@
 # make demo : set up .venv if needed, fetch the pinned real data, run the demo
 # make test : set up .venv if needed, the style check (ruff), then the whole test suite (what CI runs)
-# make test-fast : the same without the slow tests (fairseq-train runs, several processes, the wheel)
+# make test-fast : the same without the slow tests (fairseq-train runs, several processes, the wheel) and downloads
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.xlint-installed
@@ -23,7 +23,7 @@ test: lint
 	$(VENV)/bin/python -m pytest -q tests
 
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m "not slow" tests
+	$(VENV)/bin/python -m pytest -q -m "not slow and not network" tests
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_pretrain_throughput.py

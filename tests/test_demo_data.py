@@ -407,6 +407,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, fake_index: FakeIndex, monkeypa
 # --------------------------------------------------------------------------- real data
 
 
+@pytest.mark.network
 @pytest.mark.skipif(OFFLINE, reason="XLINT_OFFLINE=1: no download of the pinned wheels")
 def test_fetch_real_demo_data(tmp_path: Path) -> None:
     demo = fetch_demo_data(tmp_path / "cache", progress=False)

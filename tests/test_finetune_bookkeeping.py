@@ -26,7 +26,7 @@ from xlint.cli.finetune_plan import FinetuneSpec, plan_runs
 from xlint.cli.main import cli
 from xlint.user_dir.tasks.finetune_base import count_train_updates, parse_train_args
 
-from test_finetune_support import poison_dev, relabel_dev, world
+from test_finetune_support import finetune_cli, poison_dev, relabel_dev, world
 
 COMMON = ("--cpu", "--cpu-threads", "1", "--quiet", "--no-evaluate")
 
@@ -37,9 +37,7 @@ def ft(tmp_path_factory):
 
 
 def finetune(data: Path, save_dir: Path, *args: str) -> dict:
-    result = CliRunner().invoke(cli, ["finetune", str(data), "--save-dir", str(save_dir), *COMMON, *args])
-    assert result.exit_code == 0, result.output[-4000:] + repr(result.exception)
-    return json.loads((save_dir / "results.json").read_text(encoding="utf-8"))
+    return finetune_cli(data, save_dir, *COMMON, *args)
 
 
 def run_summary(run_dir: Path) -> dict:

@@ -22,7 +22,7 @@ from xlint.cli.main import cli
 from xlint.metrics.xtreme import accuracy, squad_scores
 from xlint.user_dir.data.finetune_data import read_records
 
-from test_finetune_support import learnable, poison_dev, world
+from test_finetune_support import finetune_cli, learnable, poison_dev, world
 
 #: every test runs `xlint finetune`, i.e. fairseq-train
 pytestmark = pytest.mark.slow
@@ -36,9 +36,7 @@ def ft(tmp_path_factory):
 
 
 def finetune(data: Path, save_dir: Path, *args: str) -> dict:
-    result = CliRunner().invoke(cli, ["finetune", str(data), "--save-dir", str(save_dir), *COMMON, *args])
-    assert result.exit_code == 0, result.output[-4000:] + repr(result.exception)
-    return json.loads((save_dir / "results.json").read_text(encoding="utf-8"))
+    return finetune_cli(data, save_dir, *COMMON, *args)
 
 
 def evaluate(checkpoint: Path, out: Path, *args: str) -> dict:

@@ -232,6 +232,15 @@ def world(tmp_path_factory) -> World:
     return _WORLD
 
 
+def finetune_cli(data: Path, save_dir: Path, *args: str) -> dict:
+    """``xlint finetune DATA --save-dir SAVE_DIR ARGS`` in-process; asserts success, returns results.json."""
+    from xlint.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["finetune", str(data), "--save-dir", str(save_dir), *args])
+    assert result.exit_code == 0, result.output[-4000:] + repr(result.exception)
+    return json.loads((save_dir / "results.json").read_text(encoding="utf-8"))
+
+
 def relabel_dev(source: Path, destination: Path, lang: str, relabel: Callable[[List[str]], List[str]]) -> Path:
     """A copy of tagging data whose ``lang`` dev tags are replaced by ``relabel(tags)``."""
     shutil.copytree(source, destination)
