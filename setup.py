@@ -62,6 +62,7 @@ setup(
         "seqeval",
         "tqdm",
         "matplotlib",
+        "tensorboardX",  # fairseq-train --tensorboard-logdir
     ],
     extras_require={"test": ["pytest", "ruff==0.17.6"]},
     entry_points={"console_scripts": ["xlint=xlint.cli.main:main"]},

@@ -109,3 +109,28 @@ def test_resume_equals_uninterrupted_training(tiny_mlm_data, tmp_path):
         return [(r["num_updates"], r["loss"]) for r in run.json_records("train_inner") if int(r["num_updates"]) > n]
 
     assert tail(straight) == tail(resumed)
+
+
+def tensorboard_scalars(folder: Path) -> dict:
+    """{tag: [values]} of every event file in ``folder`` (TFRecord framing: length, crc, event, crc)."""
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset + 12 <= len(data):
+            length = int.from_bytes(data[offset:offset + 8], "little")
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append(value.simple_value)
+    return scalars
+
+
+def test_tensorboard_logdir_records_the_per_language_scalars(tiny_mlm_data, tmp_path):
+    logdir = tmp_path / "tb"
+    run_fairseq_train(tiny_mlm_data.path, tmp_path / "ckpt", "--tensorboard-logdir", str(logdir))
+    train, valid = tensorboard_scalars(logdir / "train_inner"), tensorboard_scalars(logdir / "valid")
+    assert train["loss"] and all(math.isfinite(v) for v in train["loss"])
+    assert {"ppl_en", "ppl_fr"} <= set(valid), sorted(valid)
