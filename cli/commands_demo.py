@@ -244,7 +244,8 @@ def perplexity_summary(run: DemoRun, result: Mapping[str, float]) -> str:
 def pretraining_job(plan: PretrainPlan) -> Job:
     return Job(name=f"pretrain:{plan.run.name}", label=f"pretrain {plan.run.row} ({','.join(plan.run.languages)})",
                run=lambda: pretrain(plan), summary=lambda result: perplexity_summary(plan.run, result),
-               cached=lambda: read_cached_result(plan.run_dir, plan.key))
+               cached=lambda: read_cached_result(plan.run_dir, plan.key), log_file=plan.run_dir / "train.log",
+               total_updates=plan.options.get("fairseq", {}).get("max_update"))
 
 
 # --------------------------------------------------------------------------- POS data and fine-tuning
@@ -332,7 +333,7 @@ def finetuning_job(plan: FinetunePlan) -> Job:
                label=f"POS {plan.task.source} -> {','.join(plan.task.tests)} with {plan.run.row}, seed {plan.seed}",
                run=lambda: finetune(plan), summary=lambda result: finetune_summary(plan.task, result),
                depends_on=("pos-data", f"pretrain:{plan.run.name}"),
-               cached=lambda: read_cached_result(plan.job_dir, plan.key))
+               cached=lambda: read_cached_result(plan.job_dir, plan.key), log_file=plan.job_dir / "job.log")
 
 
 def downstream_runs() -> List[DemoRun]:

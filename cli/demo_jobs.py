@@ -8,13 +8,15 @@
   the jobs it depends on; every job is a subprocess (``fairseq-train``, or
   ``python -m xlint.cli.demo_jobs JOB_DIR`` for fine-tuning), so ``N`` jobs at a
   time with one thread each use ``N`` cores. Each job prints one line when it
-  starts and one with its result when it finishes (``[3/18] ...``); its full
-  output goes to its own log file.
+  starts, one with its result when it finishes (``[3/18] ...``) and, while it
+  runs, a progress line every ``PROGRESS_SECONDS`` read from its log
+  (:class:`LogProgress`: update k of N and the current loss); its full output goes
+  to its own log file.
 * ``python -m xlint.cli.demo_jobs JOB_DIR`` is one fine-tuning job: it reads
-  ``JOB_DIR/job.json``, fine-tunes with :func:`~xlint.cli.commands_finetune.run_finetune`
+  ``JOB_DIR/job.json``, fine-tunes with :func:`~xlint.cli.finetune_run.run_finetune`
   (within-language on the source: fairseq-train, model selection on the source dev
   set), scores the selected checkpoint on every test language with
-  :func:`~xlint.cli.commands_finetune.evaluate_checkpoint` and writes
+  :func:`~xlint.cli.evaluation.evaluate_checkpoint` and writes
   ``JOB_DIR/result.json``.
 """
 from __future__ import annotations
@@ -32,8 +34,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import click
 
 from ..preprocess.textio import write_json_atomic
+from .fairseq_logs import as_float, parse_log_records
 
 KEY_LENGTH = 12
+#: how often a running job's progress line is printed (at most; only when its log has news)
+PROGRESS_SECONDS = 15.0
 RESULT_FILE = "result.json"
 JOB_FILE = "job.json"
 
@@ -84,6 +89,9 @@ class Job:
     summary: Callable[[Dict[str, Any]], str]
     depends_on: Sequence[str] = ()
     cached: Callable[[], Optional[Dict[str, Any]]] = field(default=lambda: None)
+    #: the fairseq JSON log the job writes while it runs (for the progress lines), and its planned updates
+    log_file: Optional[Path] = None
+    total_updates: Optional[int] = None
 
 
 @dataclass
@@ -94,6 +102,54 @@ class JobOutcome:
 
 
 _ECHO_LOCK = threading.Lock()
+
+
+class LogProgress:
+    """A running job's progress from the fairseq JSON log it writes: its latest ``train_inner`` record.
+
+    :meth:`poll` reads the lines added since the last call (a partial last line waits
+    for its end) and returns ``"update k/N, epoch e, loss l"`` when there is a newer
+    record than the one reported last, else None.
+    """
+
+    def __init__(self, path: Path, total_updates: Optional[int] = None) -> None:
+        self.path = path
+        self.total_updates = total_updates
+        self.offset = 0
+        self.partial = ""
+        self.reported: Optional[float] = None
+
+    def poll(self) -> Optional[str]:
+        try:
+            with open(self.path, "r", encoding="utf-8", errors="replace") as log:
+                log.seek(self.offset)
+                text = log.read()
+                self.offset = log.tell()
+        except FileNotFoundError:
+            return None
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        records = parse_log_records(lines, "train_inner")
+        if not records:
+            return None
+        latest = records[-1]
+        updates = as_float(latest.get("num_updates"))
+        if updates is None or updates == self.reported:
+            return None
+        self.reported = updates
+        total = f"/{self.total_updates}" if self.total_updates else ""
+        loss = as_float(latest.get("loss"))
+        return (f"update {int(updates)}{total}, epoch {latest.get('epoch')}"
+                + (f", loss {loss:.3f}" if loss is not None else ""))
+
+
+def _watch(job: Job, tag: str, stop: threading.Event, seconds: float) -> None:
+    assert job.log_file is not None
+    progress = LogProgress(job.log_file, job.total_updates)
+    while not stop.wait(seconds):
+        message = progress.poll()
+        if message:
+            _say(f"{tag} {job.label}: {message}")
 
 
 def _say(message: str) -> None:
@@ -108,9 +164,19 @@ def _run_one(job: Job, tag: str) -> JobOutcome:
     if cached is not None:
         _say(f"{tag} {job.label}: reusing the cached result: {job.summary(cached)}")
         return JobOutcome(cached, 0.0, True)
-    _say(f"{tag} {job.label}: started")
+    _say(f"{tag} {job.label}: started" + (f" (log: {job.log_file})" if job.log_file else ""))
     started = time.monotonic()
-    result = job.run()
+    stop = threading.Event()
+    watcher = None
+    if job.log_file is not None:
+        watcher = threading.Thread(target=_watch, args=(job, tag, stop, PROGRESS_SECONDS), daemon=True)
+        watcher.start()
+    try:
+        result = job.run()
+    finally:
+        stop.set()
+        if watcher is not None:
+            watcher.join()
     seconds = time.monotonic() - started
     _say(f"{tag} {job.label}: done in {seconds:.0f}s: {job.summary(result)}")
     return JobOutcome(result, seconds, False)
@@ -199,7 +265,7 @@ def run_finetune_job(payload: Mapping[str, Any]) -> Dict[str, Any]:
         source=payload["source"], setting="within", metric="acc", seeds=[payload["seed"]],
         batch_sizes=[payload["batch_size"]], lrs=[payload["lr"]], epochs=payload["epochs"],
         max_train_examples=payload["max_train_examples"], corpus=Path(payload["corpus"]), cpu=True,
-        cpu_threads=1, evaluate=False, quiet=True,
+        cpu_threads=1, evaluate=False, verbose=True,  # fairseq's log lines reach job.log: the progress
         fairseq_args=("--no-epoch-checkpoints", "--no-last-checkpoints"))
     trained = run_finetune(spec)
     chosen = trained["chosen"]["runs"][0]

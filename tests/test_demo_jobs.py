@@ -22,7 +22,7 @@ from xlint.cli.commands_demo import (
     source_majority_baselines,
     zero_shot_verdict,
 )
-from xlint.cli.demo_jobs import Job, options_key, read_cached_result, run_jobs, write_cached_result
+from xlint.cli.demo_jobs import Job, LogProgress, options_key, read_cached_result, run_jobs, write_cached_result
 from xlint.preprocess.demo_data import POS_LANGUAGES, RAW_LANGUAGES, SPLITS, DemoData, write_conll
 
 RUNS = {run.name: run for run in commands_demo.DEMO_RUNS}
@@ -198,6 +198,52 @@ def test_run_jobs_prints_a_start_and_a_result_line(capsys: pytest.CaptureFixture
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "[1/1] pretrain Mono (grc): started"
     assert lines[1].startswith("[1/1] pretrain Mono (grc): done in ") and lines[1].endswith(": ppl 3.0")
+
+
+def _train_inner(updates: int, loss: float) -> str:
+    record = {"epoch": 1, "update": 0.5, "loss": f"{loss:.3f}", "num_updates": str(updates)}
+    return f"2026-12-01 00:00:00 | INFO | train_inner | {json.dumps(record)}\n"
+
+
+def test_log_progress_reports_the_latest_training_record_once(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    progress = LogProgress(log, total_updates=400)
+    assert progress.poll() is None  # no log yet
+    log.write_text("some fairseq line\n" + _train_inner(20, 9.5) + _train_inner(40, 8.25), encoding="utf-8")
+    assert progress.poll() == "update 40/400, epoch 1, loss 8.250"
+    assert progress.poll() is None  # nothing new
+    with open(log, "a", encoding="utf-8") as handle:
+        line = _train_inner(60, 7.0)
+        handle.write(line[:30])  # a line still being written is not read
+        handle.flush()
+        assert progress.poll() is None
+        handle.write(line[30:])
+    assert progress.poll() == "update 60/400, epoch 1, loss 7.000"
+
+
+def test_a_running_job_prints_its_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(demo_jobs, "PROGRESS_SECONDS", 0.01)
+    log = tmp_path / "train.log"
+    written = threading.Event()
+
+    def work() -> dict:
+        log.write_text(_train_inner(10, 5.0), encoding="utf-8")
+        written.wait(5.0)  # until the watcher has reported it
+        return {}
+
+    original = demo_jobs._say
+
+    def say(message: str) -> None:
+        original(message)
+        if "update 10/" in message:
+            written.set()
+
+    monkeypatch.setattr(demo_jobs, "_say", say)
+    run_jobs([Job("a", "pretrain Mono (grc)", work, lambda r: "ok", log_file=log, total_updates=400)], 1)
+    lines = capsys.readouterr().err.splitlines()
+    assert "[1/1] pretrain Mono (grc): update 10/400, epoch 1, loss 5.000" in lines
+    assert lines[-1].startswith("[1/1] pretrain Mono (grc): done in ")
 
 
 def test_finetune_job_entry_point_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
