@@ -23,6 +23,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "demo": ("commands_demo", "demo", "The whole pipeline on real data (a few CPU minutes)."),
     "finetune": ("commands_finetune", "finetune", "Fine-tune a pretrained model downstream (POS/NER, XNLI, QA)."),
     "evaluate": ("commands_finetune", "evaluate", "Per-language downstream scores of a fine-tuned checkpoint."),
+    "interpolate": ("commands_interpolate", "interpolate", "Interpolated fine-tuned models (Wu et al. 2022)."),
     "grad-sim": ("commands_grad_sim", "grad_sim", "Gradient similarity between languages of checkpoints (Fig. 3)."),
     "plot": ("commands_plot", "plot", "Figures: gradient similarity (Fig. 3), perplexity over training (Fig. 2)."),
 }
