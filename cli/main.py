@@ -22,6 +22,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "data": ("commands_data", "data", "Fetch the demo data and convert official downloads."),
     "demo": ("commands_demo", "demo", "The whole pipeline on real data (a few CPU minutes)."),
     "finetune": ("commands_finetune", "finetune", "Fine-tune a pretrained model downstream (POS/NER, XNLI, QA)."),
+    "l0": ("commands_l0", "l0", "Per-language L0 masks over a frozen model and their comparison (Fig. 4)."),
     "evaluate": ("commands_finetune", "evaluate", "Per-language downstream scores of a fine-tuned checkpoint."),
     "interpolate": ("commands_interpolate", "interpolate", "Interpolated fine-tuned models (Wu et al. 2022)."),
     "grad-sim": ("commands_grad_sim", "grad_sim", "Gradient similarity between languages of checkpoints (Fig. 3)."),

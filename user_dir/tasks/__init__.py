@@ -4,6 +4,7 @@ from . import (  # noqa: F401  (every module: fairseq's --user-dir imports them 
     finetune_classification,
     finetune_qa,
     finetune_tagging,
+    l0_mlm,
     meta_mlm,
     xlm_mlm,
 )
