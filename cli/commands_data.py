@@ -74,7 +74,9 @@ INPUTS are [LANG:]SPLIT=PATH (SPLIT: train, dev or test). LANG names the
 language of a file whose records do not carry one (CoNLL, CoNLL-U without a
 UD file name, MultiNLI, SQuAD) and picks one language out of a file that
 mixes several (WikiAnn, XNLI-1.0 dev/test). The text is encoded with the
-pretraining corpus' normalisation, BPE and dictionary (--corpus).
+pretraining corpus' normalisation, BPE and dictionary (--corpus), or with an
+XLM-R release's sentencepiece model and dictionary (--encoder DIR: no
+normalisation beyond sentencepiece's, no Moses).
 
 \b
 Output (read by `xlint finetune` / the fairseq tasks xlint_tagging,
@@ -91,8 +93,11 @@ def convert() -> None:
 def _convert_options(function):
     """Options shared by every ``xlint data convert`` format."""
     options = [
-        click.option("--corpus", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+        click.option("--corpus", type=click.Path(path_type=Path, file_okay=False, exists=True),
                      help="the pretraining corpus (`xlint preprocess` output) whose BPE and dictionary to use"),
+        click.option("--encoder", "encoder_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
+                     help="instead of --corpus: an XLM-R release folder (model.pt, dict.txt, "
+                     "sentencepiece.bpe.model) whose sentencepiece model and dictionary to use"),
         click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
                      help="output folder (written atomically)"),
         click.option("--languages", help="keep only these comma-separated languages"),
@@ -109,7 +114,8 @@ def _convert_options(function):
     return function
 
 
-def _run_convert(inputs, *, source_format: str, task: str, kind: str, corpus: Path, out: Path,
+def _run_convert(inputs, *, source_format: str, task: str, kind: str, corpus: Path | None,
+                 encoder_dir: Path | None, out: Path,
                  languages: str | None, normalize_as: tuple[str, ...], workers: int, force: bool, quiet: bool,
                  labels: list[str] | None = None, qa_metric: str | None = None, specs=None, **reader_options) -> None:
     from tqdm import tqdm
@@ -118,6 +124,8 @@ def _run_convert(inputs, *, source_format: str, task: str, kind: str, corpus: Pa
     from ..preprocess.finetune_convert import convert as convert_data
     from ..preprocess.finetune_convert import parse_input_spec, reader_for
 
+    if (corpus is None) == (encoder_dir is None):
+        raise click.UsageError("give exactly one of --corpus (an xlint corpus) and --encoder (an XLM-R release)")
     try:
         mapping = {}
         for item in normalize_as:
@@ -138,7 +146,8 @@ def _run_convert(inputs, *, source_format: str, task: str, kind: str, corpus: Pa
         wanted = [lang.strip() for lang in languages.split(",") if lang.strip()] if languages else None
         try:
             result = convert_data(specs, reader=reader_for(source_format, **reader_options), task=task, kind=kind,
-                                  source_format=source_format, corpus=corpus, out=out, labels=labels,
+                                  source_format=source_format, corpus=corpus, out=out, encoder_dir=encoder_dir,
+                                  labels=labels,
                                   languages=wanted, normalize_as=mapping, qa_metric=qa_metric, force=force,
                                   workers=workers, progress=progress)
         finally:

@@ -8,6 +8,14 @@ from the pretrained checkpoint's saved cfg and starts from its weights with
 ``--finetune-from-model`` (optimizer, scheduler, meters and data iterator reset; a
 run whose ``checkpoint_last.pt`` exists resumes from it instead).
 
+Two model families: ``xlm_adapter`` checkpoints of ``xlint pretrain``, and roberta-family
+checkpoints such as the official XLM-R releases (``--pretrained xlmr.large/``, a folder with
+``model.pt``, ``dict.txt`` and ``sentencepiece.bpe.model``, data converted with
+``xlint data convert ... --encoder xlmr.large/``), fine-tuned as ``--arch xlint_roberta``
+with the release's own options, loaded strictly, a fresh seeded head; pairs are encoded
+``<s> A </s> </s> B </s>`` as RoBERTa's.  The latter have no language-specific modules:
+``--freeze-language-specific`` and ``--route-languages`` are refused for them.
+
 Settings (Wang et al. 2020 App. A; Guo et al. 2023 for few-shot):
 
 * ``within``: train, select and test on the source language;
@@ -57,8 +65,9 @@ from .finetune_run import run_finetune
 
 @click.command("finetune", context_settings={"ignore_unknown_options": True})
 @click.argument("data", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option("--pretrained", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="pretrained checkpoint (xlint pretrain); its saved cfg gives the architecture and languages")
+@click.option("--pretrained", type=click.Path(path_type=Path), required=True,
+              help="pretrained checkpoint: an xlint pretrain checkpoint (its saved cfg gives the architecture and "
+              "languages), or an XLM-R release folder / its model.pt (fine-tuned as --arch xlint_roberta)")
 @click.option("--corpus", type=click.Path(path_type=Path, file_okay=False),
               help="the checkpoint's pretraining corpus (default: the one its cfg names); checked against the "
               "dictionary DATA was converted with")
@@ -91,8 +100,9 @@ from .finetune_run import run_finetune
 @click.option("--max-train-examples", type=click.IntRange(min=0), default=0,
               help="train on a fixed random subset of this many examples per language (0: all)")
 @click.option("--freeze-language-specific", is_flag=True,
-              help="keep the language-specific modules at their pretrained values")
-@click.option("--route-languages", help="LANG=MODEL_LANG,...: modules for languages the model lacks")
+              help="keep the language-specific modules at their pretrained values (xlm_adapter only)")
+@click.option("--route-languages",
+              help="LANG=MODEL_LANG,...: modules for languages the model lacks (xlm_adapter only)")
 @click.option("--cpu", is_flag=True, help="train and evaluate on CPU")
 @click.option("--cpu-threads", type=click.IntRange(min=1), help="OMP/MKL threads of the training processes")
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,

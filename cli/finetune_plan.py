@@ -33,10 +33,24 @@ DEFAULTS: Dict[str, Dict[str, List[float]]] = {
     "classification": {"batch_size": [8], "lr": [5e-6], "head_lr": [2e-5]},
 }
 DEFAULT_METRIC = {"tagging": "f1", "qa": "f1", "classification": "acc"}
+#: tasks whose input is a pair of texts; RoBERTa / XLM-R separate the two with ``</s> </s>``
+#: (``<s> A </s> </s> B </s>``, as ``RobertaHubInterface.encode`` and fairseq's GLUE recipes do)
+PAIR_TASKS = ("classification", "qa")
+ROBERTA_PAIR_SEPARATORS = 2
 #: the validation metrics each kind of data logs per language (``<metric>_<lang>``)
 KIND_METRICS = {"pos": ("acc", "f1"), "ner": ("f1", "precision", "recall"), "nli": ("acc",), "qa": ("f1", "em")}
 #: predictions travel in the logging outputs; gathered across workers they need room
 ALL_GATHER_LIST_SIZE = 1 << 22
+
+
+def check_no_language_modules(spec: "FinetuneSpec", pretrained) -> None:
+    """A roberta-family model has no language-specific modules: options about them are refused."""
+    what = f"{pretrained.path} is a roberta-family (XLM-R) checkpoint: it has no language-specific modules"
+    if spec.freeze_language_specific:
+        raise click.BadParameter(f"{what} to freeze", param_hint="--freeze-language-specific")
+    if spec.route_languages:
+        raise click.BadParameter(f"{what} to route languages through; every language uses the same encoder",
+                                 param_hint="--route-languages")
 
 
 def parse_list(text: Optional[str], kind: Callable[[str], Any], what: str) -> Optional[List[Any]]:
@@ -184,6 +198,8 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
     if corpus is None and pretrained.corpus and Path(pretrained.corpus).is_dir():
         corpus = Path(pretrained.corpus)
     check_compatibility(spec.data, meta, pretrained, corpus)
+    if pretrained.family == "roberta":
+        check_no_language_modules(spec, pretrained)
     if spec.setting not in SETTINGS:
         raise click.BadParameter(f"unknown setting {spec.setting!r}", param_hint="--setting")
     if spec.setting == "few-shot" and spec.few_shot <= 0:
@@ -209,6 +225,8 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
         "task": TASK_NAMES[task], "criterion": TASK_NAMES[task], "arch": pretrained.arch,
     }
     base.update({key: value for key, value in pretrained.model_options.items()})
+    if pretrained.family == "roberta" and task in PAIR_TASKS:
+        base["pair_separators"] = ROBERTA_PAIR_SEPARATORS
     base.update({
         "train_languages": ",".join(train), "valid_languages": ",".join(valid), "test_languages": ",".join(test),
         "max_length": max_length,
@@ -249,7 +267,7 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
     info = {"task": task, "kind": meta.get("kind"), "setting": spec.setting, "source": spec.source,
             "train_languages": train, "valid_languages": valid, "test_languages": test,
             "selection": {"metric": best_metric, "rule": rule}, "epochs": epochs, "max_length": max_length,
-            "train_updates": updates, "pretrained": str(pretrained.path),
+            "train_updates": updates, "pretrained": str(pretrained.path), "family": pretrained.family,
             "language_specific": pretrained.language_specific, "few_shot": spec.few_shot,
             "freeze_language_specific": spec.freeze_language_specific}
     return runs, info

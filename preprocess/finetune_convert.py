@@ -15,6 +15,10 @@ file that mixes several (WikiAnn, XNLI-1.0); TyDiQA ids and MLQA/XQuAD/UD file
 names give their language.  A language that the corpus was not preprocessed for
 can borrow another's normaliser with ``normalize_as`` (``{"de": "en"}``); the
 BPE and the dictionary are shared by all languages anyway.
+
+``--encoder RELEASE`` instead of ``--corpus`` encodes with an XLM-R release's
+sentencepiece model and dictionary (:mod:`.encoders`: no normalisation beyond
+sentencepiece's, no Moses); meta.json then records ``encoder.family = "roberta"``.
 """
 from __future__ import annotations
 
@@ -25,9 +29,10 @@ import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from .encode import load_text_encoder
+from .encoders import SentencePieceEncoder
 from .errors import PreprocessError
 from .task_formats import NLI_LABELS, FormatError, NliExample, QaExample, TaggedSentence
 from .textio import read_json, sha256_file
@@ -123,12 +128,35 @@ class CorpusEncoder:
             return piece.replace("\u2581", "")
         return piece[:-2] if piece.endswith("@@") else piece
 
+    def context(self, lang: str, text: str) -> tuple[list[int], list[list[int]]]:
+        """Ids of a QA context, word by word, and each subword's character span in ``text``."""
+        tokens: list[int] = []
+        offsets: list[list[int]] = []
+        for match in _WORD.finditer(text):
+            pieces, ids = self.word(lang, match.group())
+            if not pieces:  # normalised to nothing: one <unk> over the whole word
+                offsets.append([match.start(), match.end()])
+            else:
+                offsets.extend(align_word_pieces(self, match.group(), match.start(), pieces))
+            tokens.extend(ids)
+        return tokens, offsets
+
+    def describe(self) -> dict[str, Any]:
+        """What meta.json records about the encoding."""
+        return {"corpus": str(self.corpus), "dictionary_sha256": sha256_file(self.dict_path),
+                "bpe": {"kind": self.bpe_kind, "sha256": self.metadata["bpe"].get("sha256")},
+                "normalize_as": self.normalize_as}
+
+
+#: what encodes the text: an xlint corpus' pipeline or an XLM-R release's
+TextEncoder = Union[CorpusEncoder, SentencePieceEncoder]
+
 
 def _example_id(path: Path, line: int | None, fallback: int) -> str:
     return f"{path.name}:{line if line is not None else fallback}"
 
 
-def encode_tagged(encoder: CorpusEncoder, sentence: TaggedSentence, lang: str, example_id: str) -> dict[str, Any]:
+def encode_tagged(encoder: TextEncoder, sentence: TaggedSentence, lang: str, example_id: str) -> dict[str, Any]:
     tokens: list[int] = []
     starts: list[int] = []
     for word in sentence.tokens:
@@ -138,13 +166,13 @@ def encode_tagged(encoder: CorpusEncoder, sentence: TaggedSentence, lang: str, e
             "tokens": tokens, "word_starts": starts}
 
 
-def encode_nli(encoder: CorpusEncoder, example: NliExample, lang: str, example_id: str) -> dict[str, Any]:
+def encode_nli(encoder: TextEncoder, example: NliExample, lang: str, example_id: str) -> dict[str, Any]:
     return {"id": example_id, "premise": example.premise, "hypothesis": example.hypothesis, "label": example.label,
             "premise_tokens": encoder.line(lang, example.premise),
             "hypothesis_tokens": encoder.line(lang, example.hypothesis)}
 
 
-def align_word_pieces(encoder: CorpusEncoder, word: str, word_start: int, pieces: Sequence[str]) -> list[list[int]]:
+def align_word_pieces(encoder: TextEncoder, word: str, word_start: int, pieces: Sequence[str]) -> list[list[int]]:
     """Character spans of a word's pieces: each piece's surface is searched in the word
     from where the previous one ended; a piece that cannot be found (the normaliser
     changed its characters) gets the whole word's span."""
@@ -161,16 +189,8 @@ def align_word_pieces(encoder: CorpusEncoder, word: str, word_start: int, pieces
     return spans
 
 
-def encode_qa(encoder: CorpusEncoder, example: QaExample, lang: str) -> dict[str, Any]:
-    context_tokens: list[int] = []
-    offsets: list[list[int]] = []
-    for match in _WORD.finditer(example.context):
-        pieces, ids = encoder.word(lang, match.group())
-        if not pieces:  # normalised to nothing: one <unk> over the whole word
-            offsets.append([match.start(), match.end()])
-        else:
-            offsets.extend(align_word_pieces(encoder, match.group(), match.start(), pieces))
-        context_tokens.extend(ids)
+def encode_qa(encoder: TextEncoder, example: QaExample, lang: str) -> dict[str, Any]:
+    context_tokens, offsets = encoder.context(lang, example.context)
     span = None
     if example.answers:
         start = example.answers[0].answer_start
@@ -186,7 +206,7 @@ def encode_qa(encoder: CorpusEncoder, example: QaExample, lang: str) -> dict[str
 
 # --------------------------------------------------------------------------- parallel encoding
 
-_worker_state: tuple[CorpusEncoder, Callable] | None = None
+_worker_state: tuple[TextEncoder, Callable] | None = None
 
 
 def _encode_chunk(chunk: list[tuple[Any, str, str]]) -> list[dict[str, Any]]:
@@ -195,7 +215,7 @@ def _encode_chunk(chunk: list[tuple[Any, str, str]]) -> list[dict[str, Any]]:
     return [function(encoder, record, lang, example_id) for record, lang, example_id in chunk]
 
 
-def _encode_all(encoder: CorpusEncoder, function: Callable, jobs: list[tuple[Any, str, str]], workers: int,
+def _encode_all(encoder: TextEncoder, function: Callable, jobs: list[tuple[Any, str, str]], workers: int,
                 progress: Callable[[int], None] | None) -> list[dict[str, Any]]:
     global _worker_state
     _worker_state = (encoder, function)
@@ -253,8 +273,9 @@ def convert(
     task: str,
     kind: str,
     source_format: str,
-    corpus: Path,
+    corpus: Path | None,
     out: Path,
+    encoder_dir: Path | None = None,
     labels: Sequence[str] | None = None,
     languages: Sequence[str] | None = None,
     normalize_as: dict[str, str] | None = None,
@@ -268,13 +289,23 @@ def convert(
     ``reader(path, lang)`` returns records of :mod:`.task_formats`; ``task`` is
     tagging, classification or qa.  ``labels`` fixes the label set (tagging: default
     the sorted union of all tags with ``O`` first; classification: the NLI labels).
+    Exactly one of ``corpus`` (an ``xlint preprocess`` output) and ``encoder_dir`` (an XLM-R
+    release, :mod:`.encoders`) says how the text is encoded.
     """
     out = Path(out)
     if out.exists() and not force:
         raise ConvertError(f"--out {out} exists; pass --force to replace it")
     if not inputs:
         raise ConvertError("no input: give [LANG:]SPLIT=PATH arguments")
-    encoder = CorpusEncoder(corpus, normalize_as)
+    if (corpus is None) == (encoder_dir is None):
+        raise ConvertError("give exactly one of --corpus (an xlint corpus) and --encoder (an XLM-R release)")
+    if encoder_dir is not None:
+        if normalize_as:
+            raise ConvertError("--normalize-as: an XLM-R release normalises every language the same way "
+                               "(sentencepiece's NFKC); there is nothing to borrow")
+        encoder: TextEncoder = SentencePieceEncoder(encoder_dir)
+    else:
+        encoder = CorpusEncoder(corpus, normalize_as)
     wanted = set(languages) if languages else None
 
     # 1. read every file (FormatError names the file and line)
@@ -326,9 +357,7 @@ def convert(
         splits.setdefault(lang, {})[split] = len(encoded[(lang, split)])
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "task": task, "kind": kind, "source_format": source_format,
-        "corpus": str(encoder.corpus), "dictionary_sha256": sha256_file(encoder.dict_path),
-        "bpe": {"kind": encoder.bpe_kind, "sha256": encoder.metadata["bpe"].get("sha256")},
-        "normalize_as": encoder.normalize_as, "splits": splits, "inputs": input_records,
+        **encoder.describe(), "splits": splits, "inputs": input_records,
     }
     if labels is not None:
         meta["labels"] = list(labels)
@@ -395,5 +424,5 @@ def reader_for(source_format: str, **options: Any) -> Callable[[Path, str | None
     raise ValueError(f"unknown format {source_format!r}")
 
 
-__all__ = ["ConvertError", "ConvertResult", "CorpusEncoder", "FormatError", "InputSpec", "convert",
-           "parse_input_spec", "reader_for", "SPLIT_ALIASES"]
+__all__ = ["ConvertError", "ConvertResult", "CorpusEncoder", "SentencePieceEncoder", "FormatError", "InputSpec",
+           "convert", "parse_input_spec", "reader_for", "SPLIT_ALIASES"]

@@ -1,7 +1,10 @@
 """The common base of xlint's fine-tuning tasks (not registered itself).
 
 A fine-tuning task reads a folder written by ``xlint data convert`` (see
-:mod:`..data.finetune_data`) and adds a task head to a pretrained ``xlm_adapter`` model:
+:mod:`..data.finetune_data`) and adds a task head to a pretrained ``xlm_adapter`` model, or
+to an XLM-R / RoBERTa encoder (``xlint_roberta``, :mod:`..models.xlint_roberta`: no
+language-specific modules, so no routing and nothing to freeze; its head is drawn from a
+generator seeded with ``stable_seed("head", HEAD_NAME, --seed)``):
 
 * the model's architecture and ``--model-languages`` come from the pretrained
   checkpoint (``xlint finetune`` copies them from its saved cfg); every example is
@@ -57,6 +60,7 @@ from ..data.finetune_data import (
     read_records,
     subsample_indices,
 )
+from ..analysis.seeding import stable_seed
 from ..models.task_heads import HEAD_PARAM_GROUP
 
 logger = logging.getLogger(__name__)
@@ -162,12 +166,21 @@ class FinetuneTask(FairseqTask):
     def build_model(self, cfg, from_checkpoint: bool = False):
         model = super().build_model(cfg, from_checkpoint)
         if not hasattr(model, "register_head"):
-            raise ValueError("xlint's fine-tuning tasks need an xlm_adapter model (--arch xlm_adapter*)")
-        model.register_head(self.HEAD_NAME, self.HEAD_KIND, self.num_outputs())
+            raise ValueError("xlint's fine-tuning tasks need an xlm_adapter (--arch xlm_adapter*) or "
+                             "xlint_roberta (XLM-R, --arch xlint_roberta) model")
+        if getattr(model, "FAMILY", None) == "roberta":
+            # a fresh head drawn from its own seeded generator (see models.xlint_roberta)
+            model.register_head(self.HEAD_NAME, self.HEAD_KIND, self.num_outputs(),
+                                seed=stable_seed("head", self.HEAD_NAME, self.cfg.seed))
+        else:
+            model.register_head(self.HEAD_NAME, self.HEAD_KIND, self.num_outputs())
         for param in model.heads[self.HEAD_NAME].parameters():
             param.param_group = HEAD_PARAM_GROUP
         names = [name for name, _ in model.named_parameters()]
         self.has_language_modules = any(model.language_of_parameter(name) for name in names)
+        if not self.has_language_modules and (self.cfg.freeze_language_specific or self.route_map):
+            option = "--freeze-language-specific" if self.cfg.freeze_language_specific else "--route-languages"
+            raise ValueError(f"{option}: the model ({type(model).__name__}) has no language-specific modules")
         if self.cfg.freeze_language_specific:
             frozen = 0
             for name, param in model.named_parameters():

@@ -2,7 +2,8 @@
 
 Task ``xlint_classification`` + criterion ``xlint_classification``
 (:mod:`..criterions.finetune_classification`).  Input:
-``<s> premise </s> hypothesis </s>``, cut to ``--max-length`` subwords by
+``<s> premise </s> hypothesis </s>`` (RoBERTa / XLM-R: ``<s> premise </s> </s> hypothesis
+</s>``, ``--pair-separators 2``), cut to ``--max-length`` subwords by
 removing tokens from the end of the longer of the two texts first; the
 sentence head (dense + tanh + linear, as RoBERTa's) reads the ``<s>`` position.
 Validation logs accuracy per language (``acc_<lang>``) in percent.
@@ -11,7 +12,7 @@ Wang et al. (2020, App. A) tune the encoder and classifier learning rates
 separately for XNLI: use ``--optimizer xlint_adam --lr ENCODER_LR --head-lr
 CLASSIFIER_LR`` (see :mod:`..optim.adam_with_head_lr`).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Tuple
 
 import torch
@@ -35,7 +36,9 @@ def truncate_pair(first: List[int], second: List[int], budget: int) -> Tuple[Lis
 
 @dataclass
 class ClassificationConfig(FinetuneConfig):
-    pass
+    pair_separators: int = field(
+        default=1, metadata={"help": "</s> tokens between premise and hypothesis: 1 (xlm_adapter's "
+                                     "pretraining) or 2 (RoBERTa / XLM-R: <s> A </s> </s> B </s>)"})
 
 
 @register_task("xlint_classification", dataclass=ClassificationConfig)
@@ -61,10 +64,11 @@ class ClassificationTask(FinetuneTask):
         if record["label"] not in self.label_index:
             raise FinetuneDataError(f"{self.data_dir}: example {record.get('id')} ({lang}) has label "
                                     f"{record['label']!r} missing from meta.json's labels")
+        separators = self.cfg.pair_separators
         premise, hypothesis = truncate_pair(record["premise_tokens"], record["hypothesis_tokens"],
-                                            self.effective_max_length - 3)
+                                            self.effective_max_length - 2 - separators)
         bos, eos = self.dictionary.bos(), self.dictionary.eos()
-        return [{"tokens": torch.LongTensor([bos] + premise + [eos] + hypothesis + [eos]),
+        return [{"tokens": torch.LongTensor([bos] + premise + [eos] * separators + hypothesis + [eos]),
                  "label": self.label_index[record["label"]], "example": example, "lang": lang, "lang_id": lang_id}]
 
     def collate_extra(self, items, batch):

@@ -2,7 +2,8 @@
 
 Task ``xlint_qa`` + criterion ``xlint_qa`` (:mod:`..criterions.finetune_qa`; BERT/XTREME recipe):
 
-* input windows ``<s> question </s> context window </s>``: the question is cut to
+* input windows ``<s> question </s> context window </s>`` (RoBERTa / XLM-R:
+  ``<s> question </s> </s> context window </s>``, ``--pair-separators 2``): the question is cut to
   ``--max-query-length`` subwords, the context is covered by windows that fill
   ``--max-length`` and start ``--doc-stride`` subwords apart;
 * training targets are the first gold answer's first and last subwords when the
@@ -40,6 +41,9 @@ class QaConfig(FinetuneConfig):
     doc_stride: int = field(default=128, metadata={"help": "subwords between the starts of context windows"})
     max_query_length: int = field(default=64, metadata={"help": "questions are cut to this many subwords"})
     max_answer_length: int = field(default=30, metadata={"help": "longest predicted answer, in subwords"})
+    pair_separators: int = field(
+        default=1, metadata={"help": "</s> tokens between question and context: 1 (xlm_adapter's "
+                                     "pretraining) or 2 (RoBERTa / XLM-R: <s> Q </s> </s> C </s>)"})
     qa_metric: ChoiceEnum(["auto", "squad", "mlqa"]) = field(
         default="auto", metadata={"help": "answer normalisation: squad (SQuAD v1.1 / TyDiQA-GoldP), mlqa "
                                           "(language-aware), auto: as recorded by `xlint data convert`"})
@@ -70,8 +74,9 @@ class QaTask(FinetuneTask):
             return []  # the answer could not be located in the subwords
         question = record["question_tokens"][: self.cfg.max_query_length]
         context = record["context_tokens"]
-        offset = len(question) + 2  # <s> question </s>
-        width = self.effective_max_length - len(question) - 3
+        separators = self.cfg.pair_separators
+        offset = len(question) + 1 + separators  # <s> question </s> (</s>)
+        width = self.effective_max_length - len(question) - 2 - separators
         if width < 1:
             raise FinetuneDataError(f"--max-length {self.effective_max_length} leaves no room for the context "
                                     f"after a {len(question)}-subword question; lower --max-query-length")
@@ -88,7 +93,7 @@ class QaTask(FinetuneTask):
             else:
                 target = (0, 0)
             items.append({
-                "tokens": torch.LongTensor([bos] + question + [eos] + context[start:end] + [eos]),
+                "tokens": torch.LongTensor([bos] + question + [eos] * separators + context[start:end] + [eos]),
                 "target": target, "offset": offset, "window": (start, end),
                 "max_context": owner[start:end] == index,
                 "offsets": record["context_offsets"], "context": record["context"], "golds": golds,
