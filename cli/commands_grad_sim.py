@@ -38,17 +38,17 @@ def grad_sim(checkpoints: Tuple[Path, ...], data: Optional[Path], out: Optional[
              max_tokens: Optional[int], batch_size: Optional[int], seed: Optional[int], dropout: Optional[bool],
              cpu: bool, threads: Optional[int]) -> None:
     """Gradient cosine similarity between languages for saved CHECKPOINTS (Wang et al. 2020, Fig. 3)."""
-    import torch
-
-    from ..preprocess.textio import write_text_atomic
-    from ..user_dir.tasks.grad_sim_probe import measure_checkpoint
-
     for path in checkpoints:
         if not path.is_file():
             raise click.BadParameter(f"{path} is not a file", param_hint="CHECKPOINTS")
     if data is not None and not (data / "dict.txt").is_file():
         raise click.BadParameter(f"{data}/dict.txt not found: give the data of `xlint preprocess`",
                                  param_hint="--data")
+    import torch
+
+    from ..preprocess.textio import write_text_atomic
+    from ..user_dir.tasks.grad_sim_probe import measure_checkpoint
+
     if threads:
         torch.set_num_threads(threads)
     overrides = {key: value for key, value in (("sentences", sentences), ("max_tokens", max_tokens),

@@ -129,7 +129,8 @@ def line_figure(runs: Sequence[GradSimRun], group: str, x: str):
     ax.axhline(0.0, color="0.5", linewidth=0.8)
     ax.set_xlabel("update" if x == "update" else "epoch")
     ax.set_ylabel("cosine similarity")
-    ax.set_title(f"Gradient similarity of the shared parameters ({group})")
+    title = f"Gradient similarity of the shared parameters ({group})"
+    ax.set_title(title + (f"\n{runs[0].label}" if len(runs) == 1 else ""), fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return figure

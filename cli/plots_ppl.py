@@ -47,8 +47,8 @@ def load_ppl_run(run: Path, label: Optional[str] = None) -> PplRun:
             if key.startswith(PPL_PREFIX) and ppl is not None and update is not None:
                 curves.setdefault(key[len(PPL_PREFIX):], []).append((update, epoch or 0.0, ppl))
     if not curves:
-        raise click.BadParameter(f"{path}: no per-language validation perplexity (valid_ppl_<lang>) in the log",
-                                 param_hint="RUNS")
+        raise click.BadParameter(f"{path}: no per-language validation perplexity (valid_ppl_<lang>) in the log "
+                                 "(train with --log-format json)", param_hint="RUNS")
     return PplRun(label or (run.name if run.is_dir() else run.stem), path, curves)
 
 

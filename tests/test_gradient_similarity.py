@@ -406,3 +406,27 @@ def test_two_gloo_ranks_give_the_cosines_of_one_process(tiny_mlm_data, tmp_path)
             assert b[key]["tokens_a"] == a[key]["tokens_a"], key
     two_log = (tmp_path / "two_rank0.log").read_text()
     assert re.search(r'"grad_cos_en_fr": "-?[0-9.]+"', two_log)
+
+
+@pytest.mark.slow
+def test_offline_command_gives_the_rows_of_the_run_at_a_checkpoint(tiny_mlm_data, tmp_path):
+    """`xlint grad-sim` on the checkpoint saved at update 2 = the run's own probe at update 2."""
+    from click.testing import CliRunner
+
+    from xlint.cli.commands_grad_sim import grad_sim
+
+    save = tmp_path / "ckpt"
+    run_fairseq_train(tiny_mlm_data.path, save, *GRAD_SIM, "--save-interval-updates", "2", max_update=3)
+    out = tmp_path / "offline.jsonl"
+    result = CliRunner().invoke(grad_sim, [str(save / "checkpoint_1_2.pt"), "--out", str(out), "--cpu"])
+    assert result.exit_code == 0, result.output
+    assert "update 2" in result.output
+    online = {(r["pair"], r["group"]): r for r in read_rows(str(save / "grad_sim.jsonl")) if r["update"] == 2}
+    offline = {(r["pair"], r["group"]): r for r in read_rows(str(out))}
+    assert online.keys() == offline.keys() and online
+    for key, row in online.items():
+        assert offline[key]["cos"] == pytest.approx(row["cos"], abs=1e-6), key
+        assert offline[key]["tokens_a"] == row["tokens_a"], key
+    # bad input: one line naming the file, nothing written
+    missing = CliRunner().invoke(grad_sim, [str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.jsonl")])
+    assert missing.exit_code == 2 and "nope.pt" in missing.output and not (tmp_path / "x.jsonl").exists()

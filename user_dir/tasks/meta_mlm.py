@@ -318,7 +318,7 @@ class MetaMlmTask(XlmMlmTask):
         if lang_index < 0:
             raise ValueError("meta_mlm needs single-language batches (use the task's own batch iterator)")
         stats: Dict[str, float] = {}
-        if self.cfg.grad_sim_interval > 0:  # before the meta step: the parameters after update_num updates
+        if self._grad_sim_interval > 0:  # before the meta step: the parameters after update_num updates
             self.measure_gradient_similarity(model, criterion, optimizer, update_num)
         # the first micro-batch of an update is the one that finds theta's gradients cleared
         if not any(p.grad is not None for _, p in inner.shared_parameters()):

@@ -160,6 +160,8 @@ class XlmMlmTask(MaskedLMTask):
         #: the update last measured, and whether this process has trained (dropped redone rows) yet
         self._grad_sim_last: Optional[int] = None
         self._grad_sim_started = False
+        #: read once: the step's only cost when the analysis is off is comparing this int
+        self._grad_sim_interval = int(cfg.grad_sim_interval or 0)
         self._grad_sim_logging: Dict[str, float] = {}
 
     # ------------------------------------------------------------------ data
@@ -341,7 +343,7 @@ class XlmMlmTask(MaskedLMTask):
             logging_output[f"sample_size:{lang}"] = sample_size if present else size_zero
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        if self.cfg.grad_sim_interval > 0:
+        if self._grad_sim_interval > 0:
             self.measure_gradient_similarity(model, criterion, optimizer, update_num)
         self._record_update_language(model, sample, ignore_grad)
         loss, sample_size, logging_output = super().train_step(
@@ -393,7 +395,7 @@ class XlmMlmTask(MaskedLMTask):
                 if dropped:
                     logger.info("gradient similarity: dropped %d rows of updates >= %d (redone after the resume)",
                                 dropped, update_num)
-        if update_num % self.cfg.grad_sim_interval:
+        if update_num % self._grad_sim_interval:
             return
         self._grad_sim_last = update_num
         if self._grad_sim is None:
