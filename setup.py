@@ -47,7 +47,7 @@ setup(
     python_requires=">=3.11",
     packages=mapped_packages(PACKAGE_DIRS),
     package_dir=PACKAGE_DIRS,
-    package_data={"xlint.user_dir": ["*.md"], "xlint.preprocess": ["*.json"]},
+    package_data={"xlint.user_dir": ["*.md"], "xlint.preprocess": ["*.json"], "xlint.cli": ["published/*.json"]},
     # torch and fairseq are installed first by scripts/install.sh (see README):
     # torch must never be resolved by pip here (it would pull CUDA wheels), and
     # fairseq-fixed must be built without build isolation.

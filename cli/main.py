@@ -27,6 +27,7 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "interpolate": ("commands_interpolate", "interpolate", "Interpolated fine-tuned models (Wu et al. 2022)."),
     "grad-sim": ("commands_grad_sim", "grad_sim", "Gradient similarity between languages of checkpoints (Fig. 3)."),
     "plot": ("commands_plot", "plot", "Figures: gradient similarity (Fig. 3), perplexity over training (Fig. 2)."),
+    "report": ("commands_report", "report", "A paper's table from finished runs, beside the published numbers."),
 }
 
 
