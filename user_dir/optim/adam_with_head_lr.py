@@ -1,14 +1,40 @@
-"""``xlint_adam``: fairseq's Adam with a separate learning rate for the task head.
+"""``xlint_adam``: fairseq's Adam with tagged parameter groups, each at its own multiple of the rate.
 
-Wang et al. (2020, App. A) tune XNLI's encoder and classifier learning rates
-separately.  ``--optimizer xlint_adam --lr ENC --head-lr CLS`` puts the parameters
-that xlint's fine-tuning tasks tag ``param_group = "head"`` into a second Adam
-parameter group whose learning rate is always ``lr * CLS / ENC``: both groups
-follow the same schedule (warm-up, decay) and keep their ratio.  Without
-``--head-lr`` it is exactly fairseq's ``adam``.
+Every parameter may carry a tag ``param.param_group`` (a string): the parameters of one tag form
+one Adam parameter group, and the learning rate of a group is always
 
-fp16: ``--fp16`` flattens all parameters into one tensor, which loses the tags;
-use ``--memory-efficient-fp16`` or ``--fp16-no-flatten-grads`` with ``--head-lr``.
+    lr_group = lr_scheduled * scale(tag) * K(tag)
+
+``lr_scheduled`` is what fairseq's LR scheduler sets through :meth:`XlintAdam.set_lr` (warm-up,
+decay: any ``--lr-scheduler``); :meth:`XlintAdam.get_lr` returns it unchanged, so schedulers that
+read the rate back see their own value.  A tag is ``+``-joined tokens:
+
+* ``head`` (what xlint's fine-tuning tasks tag their task head with): ``scale = head_lr / lr``.
+  Wang et al. (2020, App. A) tune XNLI's encoder and classifier rates separately;
+  ``--optimizer xlint_adam --lr ENC --head-lr CLS`` keeps their ratio under the schedule.
+  Without ``--head-lr`` the scale is 1.
+* any other token (e.g. ``fsf.I``, the fine-tuning slow and fast sets of
+  :mod:`.slow_fast`) only names the group: its dynamic multiplier ``K`` is set from outside
+  with :meth:`XlintAdam.set_lr_multipliers` (``{tag: K}``, default 1), typically once per update
+  before the step.  Multipliers act on the learning rate, so under Adam they scale the step,
+  which a gradient scale would not (it cancels in ``m / sqrt(v)``).
+
+Untagged parameters form the first group (``""``), then ``head``, then the other tags sorted.
+Without tags and ``--head-lr`` this is exactly fairseq's ``adam``.
+
+Adam / AdamW: fairseq's Adam decays weights decoupled from the gradient (AdamW,
+``p -= lr * weight_decay * p``); with ``--weight-decay 0`` it is Adam.  The group's rate scales
+both the step and the decay, as torch's AdamW does.
+
+Precision: ``--amp``, ``--bf16``, ``--memory-efficient-fp16`` and ``--fp16 --fp16-no-flatten-grads``
+keep every tag (fairseq copies ``param_group`` onto its fp32 master parameters).  Plain ``--fp16``
+flattens all parameters into one tensor, which loses the tags: with ``--head-lr`` that is refused
+here; a controller that tagged parameters (:mod:`.slow_fast`) refuses it when it finds its
+groups missing.
+
+Checkpoints: an attached controller's state (:meth:`attach_controller`, e.g. the phase detector)
+travels inside this optimizer's state dict (fairseq saves and restores optimizer state on resume,
+but not the task's state), under :data:`CONTROLLER_STATE_KEY`.
 
 The class keeps the name ``XlintAdam``: besides the registry name, fairseq's trainer stores the
 optimizer's class name in every checkpoint (``optimizer_history``) and refuses to resume a run
@@ -17,11 +43,41 @@ progress (tests/test_plugin_registration.py resumes one written before this modu
 """
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional
 
 from fairseq.optim import register_optimizer
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 
 from ..models.task_heads import HEAD_PARAM_GROUP
+
+#: key of an attached controller's state in :meth:`XlintAdam.state_dict`
+CONTROLLER_STATE_KEY = "xlint_controller_state"
+#: separator of the tokens of a tag
+TAG_SEPARATOR = "+"
+
+FLAT_FP16_ERROR = ("xlint_adam: fairseq's --fp16 flattened all parameters into one tensor, which loses the "
+                   "parameter groups ({what}); add --fp16-no-flatten-grads, or use --memory-efficient-fp16, "
+                   "--bf16 or --amp")
+
+
+def parameter_tag(param) -> str:
+    """The group tag of a parameter (``""`` if untagged)."""
+    return getattr(param, "param_group", None) or ""
+
+
+def tag_tokens(tag: str) -> List[str]:
+    return [token for token in tag.split(TAG_SEPARATOR) if token]
+
+
+def join_tag(tokens) -> str:
+    """The canonical tag of some tokens (``head`` first, the rest sorted)."""
+    tokens = set(tokens)
+    ordered = ([HEAD_PARAM_GROUP] if HEAD_PARAM_GROUP in tokens else []) + sorted(tokens - {HEAD_PARAM_GROUP})
+    return TAG_SEPARATOR.join(ordered)
+
+
+def _group_order(tag: str):
+    return (tag != "", tag != HEAD_PARAM_GROUP, tag)
 
 
 @dataclass
@@ -35,34 +91,104 @@ class XlintAdamConfig(FairseqAdamConfig):
 
 @register_optimizer("xlint_adam", dataclass=XlintAdamConfig)
 class XlintAdam(FairseqAdam):
-    """Adam with two parameter groups: body (``--lr``) and head (``--head-lr``)."""
+    """Adam with one parameter group per tag, at ``scheduled rate * scale * multiplier``."""
 
     def __init__(self, cfg: XlintAdamConfig, params):
         params = list(params)
+        if any(isinstance(p, dict) and "params" not in p for p in params):
+            # FP16Optimizer with flattening passes [{device: flat fp32 tensor}]: no tags survive
+            if cfg.head_lr >= 0:
+                raise ValueError(FLAT_FP16_ERROR.format(what="--head-lr's task head"))
+            params = [t for p in params for t in (p.values() if isinstance(p, dict) else [p])]
         base_lr = cfg.lr[0] if isinstance(cfg.lr, Collection) else cfg.lr
-        head = [p for p in params if getattr(p, "param_group", None) == HEAD_PARAM_GROUP]
-        body = [p for p in params if getattr(p, "param_group", None) != HEAD_PARAM_GROUP]
-        scale = 1.0
+        by_tag: Dict[str, list] = {}
+        for param in params:
+            by_tag.setdefault(parameter_tag(param), []).append(param)
+        head_scale = 1.0
         if cfg.head_lr >= 0:
-            if not head:
+            if not any(HEAD_PARAM_GROUP in tag_tokens(tag) for tag in by_tag):
                 raise ValueError("--head-lr: no parameter is tagged as a task head (with --fp16 use "
                                  "--memory-efficient-fp16 or --fp16-no-flatten-grads)")
             if base_lr <= 0:
                 raise ValueError("--head-lr needs a positive --lr")
-            scale = cfg.head_lr / base_lr
-        groups = []
-        if body:
-            groups.append({"params": body, "lr_scale": 1.0})
-        if head:
-            groups.append({"params": head, "lr_scale": scale})
+            head_scale = cfg.head_lr / base_lr
+        self.group_tags: List[str] = sorted(by_tag, key=_group_order)
+        self._scales = [head_scale if HEAD_PARAM_GROUP in tag_tokens(tag) else 1.0 for tag in self.group_tags]
+        groups = [{"params": by_tag[tag], "lr_scale": scale} for tag, scale in zip(self.group_tags, self._scales)]
         super().__init__(cfg, groups)
+        self._multipliers: Dict[str, float] = {}
+        self._controller = None
+        self._pending_controller_state: Optional[Dict[str, Any]] = None
         self.set_lr(base_lr)
 
+    # ------------------------------------------------------------------ rates
+
     def set_lr(self, lr):
-        for group in self.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+        """Set the scheduled rate; every group gets ``lr * scale * K``."""
+        self._scheduled_lr = float(lr)
+        self._apply_lrs()
 
     def get_lr(self):
-        group = self.param_groups[0]
-        scale = group.get("lr_scale", 1.0)
-        return group["lr"] / scale if scale else group["lr"]
+        """The scheduled rate (what the LR scheduler set), without scales or multipliers."""
+        return self._scheduled_lr
+
+    def set_lr_multipliers(self, multipliers: Mapping[str, float]) -> None:
+        """Set the multiplier ``K`` of the groups named in ``multipliers`` (``{tag: K}``); others keep theirs."""
+        for tag, value in multipliers.items():
+            value = float(value)
+            if not value >= 0:
+                raise ValueError(f"the multiplier of group {tag!r} must be non-negative, got {value}")
+            self._multipliers[tag] = value
+        self._apply_lrs()
+
+    def lr_multiplier(self, tag: str) -> float:
+        return self._multipliers.get(tag, 1.0)
+
+    def group_lrs(self) -> Dict[str, float]:
+        """``{tag: effective learning rate}`` of every group, as the next step will use it."""
+        return {tag: group["lr"] for tag, group in zip(self.group_tags, self.param_groups)}
+
+    def _apply_lrs(self) -> None:
+        for tag, scale, group in zip(self.group_tags, self._scales, self.param_groups):
+            group["lr"] = self._scheduled_lr * scale * self._multipliers.get(tag, 1.0)
+
+    # ------------------------------------------------------------------ controller state
+
+    def attach_controller(self, controller) -> None:
+        """Save ``controller.state_dict()`` with this optimizer; hand it a state loaded before it attached."""
+        self._controller = controller
+        if self._pending_controller_state is not None:
+            controller.load_state_dict(self._pending_controller_state)
+            self._pending_controller_state = None
+
+    def state_dict(self):
+        state = super().state_dict()
+        if self._controller is not None:
+            state = dict(state)
+            state[CONTROLLER_STATE_KEY] = self._controller.state_dict()
+        elif self._pending_controller_state is not None:
+            state = dict(state)
+            state[CONTROLLER_STATE_KEY] = self._pending_controller_state
+        return state
+
+    def load_state_dict(self, state_dict, optimizer_overrides=None):
+        state_dict = dict(state_dict)
+        controller_state = state_dict.pop(CONTROLLER_STATE_KEY, None)
+        super().load_state_dict(state_dict, optimizer_overrides)
+        if controller_state is not None:
+            if self._controller is not None:
+                self._controller.load_state_dict(controller_state)
+            else:
+                self._pending_controller_state = controller_state
+
+
+def find_xlint_adam(optimizer) -> Optional[XlintAdam]:
+    """The :class:`XlintAdam` inside fairseq's wrappers (FP16, memory-efficient FP16, AMP), or None."""
+    seen = 0
+    while optimizer is not None and seen < 8:
+        if isinstance(optimizer, XlintAdam):
+            return optimizer
+        optimizer = getattr(optimizer, "fp32_optimizer", None) or getattr(optimizer, "wrapped_optimizer", None)
+        seen += 1
+    return None
+
