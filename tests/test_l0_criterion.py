@@ -323,3 +323,70 @@ def test_weight_decay_is_refused(tiny_mlm_data, pretrained, tmp_path):
     run = l0_train(tiny_mlm_data.path, pretrained, tmp_path / "wd", "en", "--weight-decay", "0.01",
                    max_update=2, check=False)
     assert run.returncode != 0 and "use --weight-decay 0" in run.output
+
+
+_DDP_WRAPPER = """
+import sys
+import torch
+from fairseq import trainer as trainer_module
+from fairseq_cli.train import cli_main
+
+dump_path, argv = sys.argv[1], sys.argv[2:]
+seen = {}
+original_init = trainer_module.Trainer.__init__
+
+def recording_init(self, *args, **kwargs):
+    original_init(self, *args, **kwargs)
+    seen["trainer"] = self
+
+trainer_module.Trainer.__init__ = recording_init
+sys.argv = ["fairseq-train"] + argv
+cli_main()
+trainer = seen["trainer"]
+torch.save({"rank": trainer.data_parallel_rank, "num_updates": trainer.get_num_updates(),
+            "gates": trainer.get_criterion().gates.log_alpha.detach().clone(),
+            "model": {k: v.clone() for k, v in trainer.get_model().state_dict().items()}}, dump_path)
+"""
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_keeps_the_gates_identical(tiny_mlm_data, pretrained, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import fairseq_train_command, subprocess_env
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(_DDP_WRAPPER)
+    procs = []
+    for rank in range(2):
+        argv = fairseq_train_command(
+            tiny_mlm_data.path, tmp_path / "ddp", "--task", "l0_mlm", "--languages", "en",
+            "--pretrained-checkpoint", str(pretrained), "--criterion", "l0_hard_concrete", "--lr", "0.05",
+            "--distributed-world-size", "2", "--distributed-rank", str(rank), "--distributed-no-spawn",
+            "--distributed-init-method", f"tcp://127.0.0.1:{port}", "--distributed-backend", "gloo",
+            "--ddp-backend", "legacy_ddp", variant=None, max_update=3)[3:]
+        log = open(tmp_path / f"rank{rank}.log", "w")
+        procs.append((subprocess.Popen([sys.executable, str(wrapper), str(tmp_path / f"rank{rank}.pt"), *argv],
+                                       cwd=tmp_path, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT),
+                      log))
+    codes = []
+    for proc, log in procs:
+        try:
+            codes.append(proc.wait(timeout=300))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    assert codes == [0, 0], (tmp_path / "rank0.log").read_text()[-3000:] + (tmp_path / "rank1.log").read_text()[-3000:]
+    dumps = [load(tmp_path / f"rank{rank}.pt") for rank in range(2)]
+    assert dumps[0]["num_updates"] == dumps[1]["num_updates"] == 3
+    torch.testing.assert_close(dumps[0]["gates"], dumps[1]["gates"], rtol=0, atol=0)  # all-reduced gradients
+    assert dumps[0]["gates"].abs().mean().item() > 0.05  # moved from 0 +- 0.01
+    before = load(pretrained)["model"]
+    for dump in dumps:
+        assert all(torch.equal(before[k], dump["model"][k]) for k in before)
