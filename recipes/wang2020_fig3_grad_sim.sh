@@ -12,7 +12,7 @@
 #
 # DATA comes from `xlint preprocess` over the LANGs (default: ar fr) and en.  Cost: at the
 # paper's settings a measurement (2 probes x 2 languages x 4096 sentences) costs as much as
-# 32 updates of 512 sentences, every 10 updates: about 4x the training compute (set
+# 32 updates of 512 sentences, every 10 updates: about 3.2x the training compute (set
 # GRAD_SIM_INTERVAL / GRAD_SIM_SENTENCES to trade resolution for time; MAX_UPDATE=250000 gives
 # the paper's 25 epochs).  Finished runs are skipped (OUT/<run>/.done), interrupted ones resume
 # (the probe rows after the checkpoint are dropped and redone); commands are printed.
