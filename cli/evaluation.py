@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import click
 
@@ -17,16 +17,23 @@ from .finetune_plan import TASK_NAMES
 def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: str = "test",
                         languages: Optional[Sequence[str]] = None, batch_size: int = 64, cpu: bool = False,
                         with_predictions: bool = False, progress: bool = False,
-                        threads: Optional[int] = None) -> Dict[str, Any]:
+                        threads: Optional[int] = None,
+                        prepare_model: Optional[Callable[[Any], None]] = None) -> Dict[str, Any]:
     """Per-language scores of a fine-tuned checkpoint on a whole split (``test`` or ``dev``).
 
     Runs the task's criterion in eval mode over every batch, collects the
     predictions and scores them as validation does; with ``with_predictions`` the
     result also holds one record per example under ``"predictions"``.  The task
     head is loaded strictly: a checkpoint whose head does not fit is an error.
+
+    ``prepare_model(model)``, if given, is called on the loaded model (on CPU, before it
+    moves to the GPU) to change it in place before scoring: re-initialise or interpolate
+    layers addressed with :mod:`xlint.user_dir.models.layer_groups`, which names layers and
+    sublayers the same way for both model families (``xlm_adapter`` and XLM-R).
     """
     import torch
 
+    from ..preprocess.encoders import embedding_rows
     from ..user_dir import checkpoint_compat  # noqa: F401
     from ..user_dir.data.finetune_data import FinetuneDataError, available_languages
     from ..user_dir.tasks.finetune_base import (CheckpointMismatchError, FinetuneTask, collect_predictions,
@@ -47,8 +54,8 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
             raise click.BadParameter(f"{data_dir}/dict.txt not found: give the fine-tuning data with --data",
                                      param_hint="--data")
         rows = sum(1 for line in (data_dir / "dict.txt").read_text(encoding="utf-8").splitlines() if line.strip()) + 5
-        weights = state["model"].get("encoder.embed_tokens.weight")
-        if weights is not None and int(weights.shape[0]) != rows:
+        saved_rows = embedding_rows(state)  # either family's embedding name
+        if saved_rows >= 0 and saved_rows != rows:
             raise click.BadParameter(f"{data_dir} was encoded with another dictionary than {checkpoint}'s model",
                                      param_hint="--data")
         try:
@@ -69,6 +76,8 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
         task.test_languages = chosen
     else:
         task.valid_languages = chosen
+    if prepare_model is not None:
+        prepare_model(model)
     use_cuda = torch.cuda.is_available() and not cpu
     if use_cuda:
         model = model.cuda()
@@ -100,6 +109,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Optional[Path] = None, split: st
     scores = task.score_items(items)
     result: Dict[str, Any] = {
         "checkpoint": str(checkpoint.resolve()), "data": task.data_dir, "split": split, "task": task.TASK,
+        "family": getattr(model, "FAMILY", type(model).__name__),
         "kind": task.meta.get("kind"), "metrics": list(task.metric_names()),
         "train_languages": list(task.train_languages),
         "examples": {lang: sum(1 for example_lang, _ in dataset.examples if example_lang == lang) for lang in chosen},

@@ -210,6 +210,9 @@ class XlmAdapterEncoder(FairseqEncoder):
 class XlmAdapterModel(FairseqEncoderModel):
     """Multilingual MLM encoder; see the module docstring for the variants."""
 
+    #: what :mod:`.layer_groups` and the CLI call this family
+    FAMILY = "xlm_adapter"
+
     def __init__(self, cfg: XlmAdapterConfig, encoder: XlmAdapterEncoder):
         super().__init__(encoder)
         self.cfg = cfg
