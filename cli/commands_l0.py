@@ -43,8 +43,8 @@ def read_pretrained_config(checkpoint: Path) -> dict:
         state = torch.load(checkpoint, map_location="cpu")
         cfg = state["cfg"]
         return {"model": dict(cfg["model"]), "task": dict(cfg["task"])}
-    except (OSError, RuntimeError, KeyError, TypeError, EOFError) as err:
-        raise click.BadParameter(f"{checkpoint} is not a readable fairseq checkpoint ({err})",
+    except Exception as err:  # torch.load raises pickle, zip, OS and runtime errors alike
+        raise click.BadParameter(f"{checkpoint} is not a readable fairseq checkpoint ({type(err).__name__}: {err})",
                                  param_hint="CHECKPOINT") from None
 
 
