@@ -335,6 +335,8 @@ def test_few_shot_and_bilingual_settings_plan_and_load(tiny_xlmr, converted, tmp
     counts = {lang: sum(1 for example_lang, _ in train.examples if example_lang == lang) for lang in ("en", "de")}
     assert counts == ({"en": 2, "de": 2} if setting == "few-shot" else {"en": 2, "de": 6})
     assert info["train_languages"] == (["en"] if setting == "few-shot" else ["en", "de"])
+    # the schedule's length, counted with the model built on the meta device: one update per 2 examples
+    assert info["train_updates"] == {"2": sum(counts.values()) // 2}
     valid = task.load_dataset("valid")
     assert sum(1 for lang, _ in valid.examples if lang == "de") == (4 if setting == "few-shot" else 6)
 

@@ -434,6 +434,24 @@ def parse_train_args(argv: Sequence[str]):
     return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, list(argv)))
 
 
+def build_model_for_counting(task: FinetuneTask, model_cfg):
+    """The task's model, built only for what counting needs (its languages and length).
+
+    An ``xlint_roberta`` model (XLM-R large: 560M parameters, XXL: 10.7B) is built on the
+    ``meta`` device, which allocates nothing, with fairseq's BERT initialisation skipped
+    (it copies through the CPU); the weights play no part in the count.
+    """
+    if str(getattr(model_cfg, "_name", "")) != "xlint_roberta" and str(getattr(model_cfg, "arch", "")) != \
+            "xlint_roberta":
+        return task.build_model(model_cfg)
+    from unittest import mock
+
+    from fairseq.models.roberta import model as roberta_module
+
+    with torch.device("meta"), mock.patch.object(roberta_module, "init_bert_params", lambda module: None):
+        return task.build_model(model_cfg)
+
+
 def count_train_updates(cfg) -> int:
     """How many optimizer updates ``fairseq-train`` makes with ``cfg`` (see :func:`parse_train_args`).
 
@@ -455,7 +473,7 @@ def count_train_updates(cfg) -> int:
             raise ValueError("neither --max-epoch nor --max-update ends the training")
         return int(max_update)
     task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
+    model = build_model_for_counting(task, cfg.model)
     dataset = task.load_dataset(cfg.dataset.train_subset)
     batches = task.get_batch_iterator(
         dataset=dataset, max_tokens=cfg.dataset.max_tokens, max_sentences=cfg.dataset.batch_size,
