@@ -1,0 +1,105 @@
+"""The downstream recipes of Wang et al. (2020) Tables 2, 3/7 and 6 in their --smoke mode, end to end:
+`xlint finetune` for two rows over the synthetic bilingual world (en, fr), then `xlint report`.
+
+The two rows' "pretrained models" are the world's tiny checkpoint under both row names (the recipe
+only reads PRETRAINED/<row>/checkpoint_last.pt); what is checked is the recipe: the runs it makes,
+the layout it writes, the table it reports, and that a re-run skips every finished fine-tuning.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from conftest import REPO_ROOT, subprocess_env
+from test_finetune_support import world
+
+from xlint.cli.report_tables import Axis, build_table, get_spec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    ft = world(tmp_path_factory)
+    root = tmp_path_factory.mktemp("table2_pretrained")
+    for row in ("mono", "jointpair"):
+        (root / row).mkdir()
+        os.symlink(ft.checkpoint, root / row / "checkpoint_last.pt")
+    return ft, root
+
+
+def run_recipe(name: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environment: Dict[str, str] = dict(subprocess_env(threads=1), XLINT=str(Path(sys.executable).parent / "xlint"),
+                                       **env)
+    proc = subprocess.run(["bash", str(REPO_ROOT / "recipes" / name), "--smoke", *map(str, args)], env=environment,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return proc
+
+
+def test_table2_downstream_recipe_smoke(pretrained, tmp_path):
+    """Zero-shot only here (within-language is the Table 3 smoke's), with Mono, which has no English to train on."""
+    ft, models = pretrained
+    out = tmp_path / "downstream"
+    args = (models, "fr", ft.converted["ner"], ft.converted["pos"], out)
+    rows = dict(ROWS="mono jointpair", TASKS="pos", SETTINGS="zero-shot")
+    proc = run_recipe("wang2020_table2_downstream.sh", *args, **rows)
+    results = json.loads((out / "fr/jointpair/pos-zero-shot/results.json").read_text(encoding="utf-8"))
+    assert (results["setting"], results["source"], results["kind"]) == ("zero-shot", "en", "pos")
+    assert set(results["test"]["summary"]) >= {"en", "fr"}
+    assert not (out / "fr" / "mono").exists()  # a Mono model has no English: no zero-shot run
+    assert " finetune " in proc.stdout and "+ " in proc.stdout  # the commands are printed
+    table = json.loads((out / "wang2020_table2.json").read_text(encoding="utf-8"))
+    filled = {(c["row"], c["column"]) for c in table["cells"] if c["text"]}
+    assert filled == {("zero-shot/jointpair", "pos/fr")}
+    fr = results["test"]["summary"]["fr"]["f1"]["mean"]
+    assert f"| JointPair | | | | | | | | | {fr:.1f} [1] |" in proc.stdout.replace("|  |", "| |").replace("|  |", "| |")
+    assert any("ar/mono/ner-within/results.json" in entry for entry in table["missing"])
+    assert "| Mono (paper) | *89.2* |" in proc.stdout
+    again = run_recipe("wang2020_table2_downstream.sh", *args, **rows)
+    assert again.stdout.count("done, skipped") == 1 and " finetune " not in again.stdout
+
+
+def test_table3_and_7_tydiqa_recipe_smoke(pretrained, tmp_path):
+    """Within-language only here, on the Mono row."""
+    ft, models = pretrained
+    out = tmp_path / "qa"
+    proc = run_recipe("wang2020_table3_tydiqa.sh", models, "fr", ft.converted["qa"], out, ROWS="mono")
+    results = json.loads((out / "fr/mono/tydiqa-within/results.json").read_text(encoding="utf-8"))
+    assert (results["task"], results["setting"], results["source"]) == ("qa", "within", "fr")
+    assert set(results["test"]["metrics"]) == {"f1", "em"}
+    assert not (out / "fr/mono/tydiqa-zero-shot").exists()
+    for number in ("3", "7"):
+        assert (out / f"wang2020_table{number}.md").is_file()
+    assert "| Mono (paper) | *74.2/62.5* |" in proc.stdout  # Table 7, within-language ar
+    # TyDiQA has no fr column: Table 7's spec with an fr column reads the run's F1/EM
+    spec = get_spec("wang2020", "7")
+    with_fr = replace(spec, column_groups=(replace(spec.column_groups[0], items=(Axis("fr", "fr"),)),))
+    cell = build_table(with_fr, [out]).cells[("within/mono", "qa/fr")]
+    summary = results["test"]["summary"]["fr"]
+    assert [stat.mean for stat in cell.stats] == [summary["f1"]["mean"], summary["em"]["mean"]]
+    assert cell.source == str(out / "fr/mono/tydiqa-within/results.json")
+
+
+def test_table6_xnli_recipe_smoke(pretrained, tmp_path):
+    ft, models = pretrained
+    out = tmp_path / "xnli"
+    proc = run_recipe("wang2020_table6_xnli.sh", models, "fr", ft.converted["xnli"], out, ROWS="mono jointpair")
+    assert "mono: no en, no zero-shot XNLI; skipped" in proc.stdout
+    table = json.loads((out / "wang2020_table6.json").read_text(encoding="utf-8"))
+    fr = next(c for c in table["cells"] if (c["row"], c["column"]) == ("zero-shot/jointpair", "xnli/fr"))
+    assert fr["text"] and fr["source"].endswith("fr/jointpair/xnli-zero-shot/results.json")
+    assert fr["published"] == "73.5"
+
+
+def test_recipes_print_their_usage_without_arguments():
+    for name in ("wang2020_table2_downstream.sh", "wang2020_table3_tydiqa.sh", "wang2020_table6_xnli.sh"):
+        proc = subprocess.run(["bash", str(REPO_ROOT / "recipes" / name)], capture_output=True, text=True)
+        assert proc.returncode == 2 and "Usage:" in proc.stderr and "--smoke" in proc.stderr, name
