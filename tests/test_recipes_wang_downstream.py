@@ -22,7 +22,6 @@ from test_finetune_support import world
 
 from xlint.cli.report_tables import Axis, build_table, get_spec
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +43,7 @@ def run_recipe(name: str, *args: str, **env: str) -> subprocess.CompletedProcess
     return proc
 
 
+@pytest.mark.slow
 def test_table2_downstream_recipe_smoke(pretrained, tmp_path):
     """Zero-shot only here (within-language is the Table 3 smoke's), with Mono, which has no English to train on."""
     ft, models = pretrained
@@ -67,6 +67,7 @@ def test_table2_downstream_recipe_smoke(pretrained, tmp_path):
     assert again.stdout.count("done, skipped") == 1 and " finetune " not in again.stdout
 
 
+@pytest.mark.slow
 def test_table3_and_7_tydiqa_recipe_smoke(pretrained, tmp_path):
     """Within-language only here, on the Mono row."""
     ft, models = pretrained
@@ -88,6 +89,7 @@ def test_table3_and_7_tydiqa_recipe_smoke(pretrained, tmp_path):
     assert cell.source == str(out / "fr/mono/tydiqa-within/results.json")
 
 
+@pytest.mark.slow
 def test_table6_xnli_recipe_smoke(pretrained, tmp_path):
     ft, models = pretrained
     out = tmp_path / "xnli"
@@ -103,3 +105,60 @@ def test_recipes_print_their_usage_without_arguments():
     for name in ("wang2020_table2_downstream.sh", "wang2020_table3_tydiqa.sh", "wang2020_table6_xnli.sh"):
         proc = subprocess.run(["bash", str(REPO_ROOT / "recipes" / name)], capture_output=True, text=True)
         assert proc.returncode == 2 and "Usage:" in proc.stderr and "--smoke" in proc.stderr, name
+
+
+STUB_XLINT = """#!/usr/bin/env bash
+# a stand-in for xlint: `finetune ... --save-dir D` records its GPU and writes D/results.json; `report` is logged
+set -eu
+echo "$*" >>"$STUB_LOG"
+if [ "$1" = finetune ]; then
+  while [ $# -gt 1 ]; do if [ "$1" = --save-dir ]; then save=$2; fi; shift; done
+  sleep 0.2
+  echo "gpu=${CUDA_VISIBLE_DEVICES:-none}" >"$save/gpu"
+  echo '{"test": {}}' >"$save/results.json"
+fi
+"""
+
+
+def test_recipe_paper_mode_runs_one_job_per_gpu_and_skips_finished_runs(tmp_path):
+    """Paper mode (no --smoke) with NGPUS=2: the grid and seeds are passed, runs go two at a time on GPUs 0
+    and 1, the report runs after all of them; a re-run skips every finished run, a changed command does not."""
+    stub = tmp_path / "xlint"
+    stub.write_text(STUB_XLINT, encoding="utf-8")
+    stub.chmod(0o755)
+    log = tmp_path / "calls.log"
+    env = dict(os.environ, XLINT=str(stub), STUB_LOG=str(log), NGPUS="2", ROWS="mono jointpair ffn")
+    command = ["bash", str(REPO_ROOT / "recipes" / "wang2020_table2_downstream.sh"), str(tmp_path / "pre"), "ar",
+               str(tmp_path / "ner"), str(tmp_path / "pos"), str(tmp_path / "out")]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = log.read_text(encoding="utf-8").splitlines()
+    finetunes = [call for call in calls if call.startswith("finetune ")]
+    # mono: within only (ner, pos); jointpair and ffn: within and zero-shot
+    assert len(finetunes) == 2 + 4 + 4 and calls[-1].startswith("report --paper wang2020 --table 2 --published")
+    assert all("--grid paper" in call and "--seeds 1,2,3" in call for call in finetunes)
+    zero_shot = [call for call in finetunes if "--setting zero-shot" in call]
+    assert len(zero_shot) == 4 and all("--source en --targets ar" in call for call in zero_shot)
+    gpus = sorted((tmp_path / "out" / "ar").glob("*/*/gpu"))
+    assert len(gpus) == 10 and {path.read_text().strip() for path in gpus} == {"gpu=0", "gpu=1"}
+    assert (tmp_path / "out/ar/ffn/pos-zero-shot/recipe.log").is_file()
+    log.write_text("", encoding="utf-8")
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.count("done, skipped") == 10
+    assert [call.split()[0] for call in log.read_text(encoding="utf-8").splitlines()] == ["report"]
+    log.write_text("", encoding="utf-8")
+    changed = subprocess.run(command, env=dict(env, SEEDS="1,2"), capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 0 and "done, skipped" not in changed.stdout
+    assert len([c for c in log.read_text(encoding="utf-8").splitlines() if c.startswith("finetune ")]) == 10
+
+
+def test_recipe_fails_when_a_background_run_fails(tmp_path):
+    stub = tmp_path / "xlint"
+    stub.write_text("#!/usr/bin/env bash\n[ \"$1\" = finetune ] && exit 3\nexit 0\n", encoding="utf-8")
+    stub.chmod(0o755)
+    env = dict(os.environ, XLINT=str(stub), NGPUS="2", ROWS="jointpair")
+    proc = subprocess.run(["bash", str(REPO_ROOT / "recipes" / "wang2020_table6_xnli.sh"), str(tmp_path / "pre"),
+                           "ar", str(tmp_path / "xnli"), str(tmp_path / "out")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0 and "failed: see" in proc.stderr
+    assert not (tmp_path / "out/ar/jointpair/xnli-zero-shot/recipe.command").exists()
