@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
+#: how a table's title names its paper
+PAPER_NAMES = {"wang2020": "Wang et al. (2020)", "guo2023": "Guo et al. (2023)"}
 
 
 # --------------------------------------------------------------------------- specs
@@ -573,7 +575,7 @@ def to_markdown(table: Table, decimals: int = 1) -> str:
     spec = table.spec
     labels = column_labels(spec)
     ours = "ours: mean ± std over seeds, [n] = its results.json below"
-    lines = [f"**{spec.paper} Table {spec.table}: {spec.title}** ({ours}"
+    lines = [f"**{PAPER_NAMES.get(spec.paper, spec.paper)} Table {spec.table}: {spec.title}** ({ours}"
              + ("; (paper) rows: the published numbers" if table.with_published else "") + ")", "",
              "| " + " | ".join([_corner(spec)] + labels) + " |", "|---" * (len(labels) + 1) + "|"]
     for kind, item in _row_plan(table):
@@ -668,8 +670,8 @@ def to_latex(table: Table, decimals: int = 1) -> str:
             texts.append(text)
         lines.append(" & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    caption = f"{spec.paper} Table {spec.table}: {spec.title}. Ours: mean $\\pm$ std over seeds"
-    caption = latex_escape(caption).replace(r"\$\textbackslash{}pm\$", r"$\pm$")
+    caption = f"{PAPER_NAMES.get(spec.paper, spec.paper)} Table {spec.table}: {spec.title}. Ours: mean ± std over seeds"
+    caption = latex_escape(caption)
     lines.append(r"\caption{" + caption + (r"; \textit{(paper)}: published." if table.with_published else ".")
                  + "}")
     lines.append(r"\end{table}")
