@@ -383,8 +383,9 @@ def test_bad_releases_and_options_are_refused_in_one_line(tiny_xlmr, converted, 
 
 
 @slow
-def test_a_2019_style_release_reads_the_same(tiny_xlmr, tmp_path):
-    """The official xlmr.base/large model.pt hold ``args`` (a Namespace) and ``decoder.*`` keys."""
+def test_a_2019_style_release_reads_the_same(tiny_xlmr, converted, tmp_path):
+    """The official xlmr.base/large model.pt hold ``args`` (a Namespace) and ``decoder.*`` keys, in
+    torch's pre-zip format."""
     from xlint.cli.finetune_inputs import read_pretrained
 
     state = torch.load(tiny_xlmr.model, map_location="cpu", weights_only=False)
@@ -395,7 +396,19 @@ def test_a_2019_style_release_reads_the_same(tiny_xlmr, tmp_path):
     model = {("decoder." + k[len("encoder."):] if k.startswith("encoder.") else k): v
              for k, v in state["model"].items() if not k.endswith(".version")}
     torch.save({"args": args, "model": model, "optimizer_history": state["optimizer_history"],
-                "extra_state": state["extra_state"]}, legacy / "model.pt")
+                "extra_state": state["extra_state"]}, legacy / "model.pt",
+               _use_new_zipfile_serialization=False)  # 2019's torch wrote no zip archive: no mmap
     new, old = read_pretrained(tiny_xlmr.release), read_pretrained(legacy)
     assert old.family == new.family == "roberta" and old.saved_arch == "roberta_base"
     assert old.model_options == new.model_options and old.embedding_rows == new.embedding_rows == 502
+
+    # and fairseq's trainer loads it into the same weights, bit for bit
+    from xlint.cli.finetune_plan import FinetuneSpec, plan_runs
+
+    loaded = {}
+    for release in (tiny_xlmr.release, legacy):
+        runs, _ = plan_runs(FinetuneSpec(data=converted["pos"], pretrained=release, save_dir=tmp_path / "run",
+                                         source="fr", setting="within", epochs=1, cpu=True))
+        loaded[release] = load_like_the_trainer(runs[0].command)[1].state_dict()
+    assert all(torch.equal(value, loaded[legacy][key]) for key, value in loaded[tiny_xlmr.release].items()
+               if not key.startswith("heads."))
