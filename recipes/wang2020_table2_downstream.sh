@@ -14,6 +14,7 @@
 # `xlint report --paper wang2020 --table 2 OUT --published` prints the table (every language under OUT).
 # Paper: grid batch {16,32} x lr {2,3,5}e-5, 10 epochs, $SEEDS (default 1,2,3); $NGPUS runs side by side.
 # Overrides: ROWS="mono jointpair ...", TASKS="ner pos", SETTINGS="within zero-shot", SEEDS, PIVOT (en).
+# PRETRAINED_SUFFIX=-fr_l reads PRETRAINED/<row>-fr_l/ (wang2020_table5_corpus_size.sh's names).
 # Re-running skips finished fine-tunings; commands are printed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,7 +37,7 @@ else
 fi
 
 for row in $ROWS; do
-  checkpoint="$PRETRAINED/$row/checkpoint_last.pt"
+  checkpoint="$PRETRAINED/$row${PRETRAINED_SUFFIX:-}/checkpoint_last.pt"
   for task in $TASKS; do
     case $task in ner) data=$NER_DATA ;; pos) data=$POS_DATA ;; *) echo "unknown task $task" >&2; exit 2 ;; esac
     for setting in $SETTINGS; do
