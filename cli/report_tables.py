@@ -380,7 +380,10 @@ class Cell:
 
 
 def mean_std(values: Sequence[float]) -> Stat:
-    """Mean and sample standard deviation (n - 1; None for one value), as ``xlint finetune`` reports."""
+    """Mean and sample standard deviation over seeds, as ``xlint finetune`` reports them:
+
+    ``mean = (1/n) sum_s x_s``, ``std = sqrt(sum_s (x_s - mean)^2 / (n - 1))`` (None when n = 1).
+    """
     return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None, len(values))
 
 
@@ -487,10 +490,11 @@ def build_table(spec: TableSpec, run_dirs: Sequence[Path], with_published: bool 
                 cell.per_seed.append(scores)
                 cell.seeds = sorted(scores, key=lambda s: (len(s), s))
             cell.stats = stats
-            if str(path) not in sources:
-                sources.append(str(path))
             cell.source = str(path)
-            cell.key = sources.index(str(path)) + 1
+            if cell.complete:  # only the files that fill a cell are footnoted
+                if str(path) not in sources:
+                    sources.append(str(path))
+                cell.key = sources.index(str(path)) + 1
     for section, row, group, column in averages:
         _average(spec, cells, section, row, group, column, missing)
     return Table(spec, cells, sources, missing, notes, with_published)
@@ -498,7 +502,11 @@ def build_table(spec: TableSpec, run_dirs: Sequence[Path], with_published: bool 
 
 def _average(spec: TableSpec, cells: Dict[Tuple[str, str], Cell], section: Group, row: Axis, group: Group,
              column: Axis, missing: List[str]) -> None:
-    """The paper's avg column: the mean over the row's language cells of the group."""
+    """The paper's avg column over the row's L language cells of the group.
+
+    With the same seeds everywhere: ``avg_s = (1/L) sum_l x_{l,s}`` per seed s, then :func:`mean_std`
+    over the seeds (its mean equals the mean of the L cells' means); otherwise the mean of the means.
+    """
     cell = cells[(row_id(section, row), column_id(group, column))]
     members = cell_vars(spec, section, row, group, column)["average"].split()
     parts = [cells[(row_id(section, row), f"{group.key}/{key}")] for key in members]

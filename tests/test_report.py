@@ -194,6 +194,7 @@ def test_unfinished_or_unreadable_results_are_listed_not_raised(tmp_path):
     assert cell(table, "within/mono", "ner/ru").problem == "no test score for ru (it has fr)"
     for lang in ("ar", "fr", "ru"):
         assert any(f"{lang}/mono/ner-within/results.json" in entry for entry in table.missing)
+    assert table.sources == [] and "[1]" not in to_markdown(table)  # no file filled a cell
 
 
 def test_several_run_dirs_first_wins_and_fill_each_other(tmp_path):
