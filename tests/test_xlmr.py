@@ -410,5 +410,6 @@ def test_a_2019_style_release_reads_the_same(tiny_xlmr, converted, tmp_path):
         runs, _ = plan_runs(FinetuneSpec(data=converted["pos"], pretrained=release, save_dir=tmp_path / "run",
                                          source="fr", setting="within", epochs=1, cpu=True))
         loaded[release] = load_like_the_trainer(runs[0].command)[1].state_dict()
-    assert all(torch.equal(value, loaded[legacy][key]) for key, value in loaded[tiny_xlmr.release].items()
-               if not key.startswith("heads."))
+    differ = [key for key, value in loaded[tiny_xlmr.release].items()
+              if not key.startswith("heads.") and not torch.equal(value, loaded[legacy][key])]
+    assert differ == ["encoder.sentence_encoder.version"]  # fairseq's state-format marker, not a weight
