@@ -7,6 +7,7 @@ optimizer's state dict; fairseq's FP16 wrappers.  Slow: real ``fairseq-train`` r
 plugin mixes the controller into ``xlm_mlm``) whose logged effective rate of every group equals
 the scheduled rate times K at every update, and whose resumed run equals the uninterrupted one.
 """
+import json
 import math
 from pathlib import Path
 
@@ -345,3 +346,74 @@ def test_fairseq_run_rates_are_scheduled_rate_times_k_and_resume_equals_uninterr
     for ra, rb in zip(records[4:], second.json_records("train_inner")):
         assert {k: v for k, v in ra.items() if k.startswith("fsf_")} == \
             {k: v for k, v in rb.items() if k.startswith("fsf_")}
+
+
+_RANK_WRAPPER = """
+import sys
+import torch
+from fairseq import trainer as trainer_module
+
+seen = {}
+original_init = trainer_module.Trainer.__init__
+
+
+def recording_init(self, *args, **kwargs):
+    original_init(self, *args, **kwargs)
+    seen["trainer"] = self
+
+
+trainer_module.Trainer.__init__ = recording_init
+from fairseq_cli.train import cli_main  # noqa: E402
+
+dump, sys.argv = sys.argv[1], ["fairseq-train"] + sys.argv[2:]
+cli_main()
+from xlint.user_dir.optim.adam_with_head_lr import find_xlint_adam  # noqa: E402
+
+trainer = seen["trainer"]
+torch.save({"rank": trainer.data_parallel_rank,
+            "controller": find_xlint_adam(trainer.optimizer).state_dict()["xlint_controller_state"]}, dump)
+"""
+
+
+@pytest.mark.slow
+def test_data_parallel_ranks_feed_the_same_all_reduced_loss(tiny_mlm_data, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import fairseq_train_command, subprocess_env
+
+    wrapper = tmp_path / "rank_wrapper.py"
+    wrapper.write_text(_RANK_WRAPPER)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs, logs = [], []
+    for rank in range(2):
+        argv = fairseq_train_command(
+            tiny_mlm_data.path, tmp_path / "ckpt", *RUN_ARGS, "--distributed-world-size", "2",
+            "--distributed-rank", str(rank), "--distributed-no-spawn", "--distributed-init-method",
+            f"tcp://127.0.0.1:{port}", "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp",
+            variant="adapter", max_update=4, user_dir=PLUGIN)[3:]
+        log = open(tmp_path / f"rank{rank}.log", "w")
+        procs.append(subprocess.Popen([sys.executable, str(wrapper), str(tmp_path / f"rank{rank}.pt"), *argv],
+                                      cwd=tmp_path, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT))
+        logs.append(log)
+    try:
+        codes = [p.wait(timeout=300) for p in procs]
+    finally:
+        for p, log in zip(procs, logs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+    assert codes == [0, 0], (tmp_path / "rank0.log").read_text()[-4000:] + (tmp_path / "rank1.log").read_text()[-3000:]
+    dumps = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert [d["rank"] for d in dumps] == [0, 1]
+    assert dumps[0]["controller"] == dumps[1]["controller"]  # the same losses, so the same phases
+    records = [json.loads(line[line.index("{"):]) for line in (tmp_path / "rank0.log").read_text().splitlines()
+               if "train_inner" in line and "{" in line]  # the wrapper's log lines: INFO:train_inner:{...}
+    assert [int(r["num_updates"]) for r in records] == [1, 2, 3, 4]
+    for record in records:  # the detector's loss is the global mean (fairseq's loss is in bits, 3 decimals)
+        assert float(record["fsf_loss"]) / math.log(2) == pytest.approx(float(record["loss"]), abs=6e-4)
+    assert dumps[0]["controller"]["detector"]["count"] == 4
