@@ -178,9 +178,9 @@ class FinetuneTask(FairseqTask):
             param.param_group = HEAD_PARAM_GROUP
         names = [name for name, _ in model.named_parameters()]
         self.has_language_modules = any(model.language_of_parameter(name) for name in names)
-        if not self.has_language_modules and (self.cfg.freeze_language_specific or self.route_map):
+        if getattr(model, "FAMILY", None) == "roberta" and (self.cfg.freeze_language_specific or self.route_map):
             option = "--freeze-language-specific" if self.cfg.freeze_language_specific else "--route-languages"
-            raise ValueError(f"{option}: the model ({type(model).__name__}) has no language-specific modules")
+            raise ValueError(f"{option}: a roberta-family model (XLM-R) has no language-specific modules")
         if self.cfg.freeze_language_specific:
             frozen = 0
             for name, param in model.named_parameters():
