@@ -16,7 +16,7 @@ release, another sentencepiece model) than the checkpoint's.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -53,7 +53,6 @@ class Pretrained:
     release: Optional[Path] = None
     #: the architecture named in the checkpoint (``roberta_large``, ...)
     saved_arch: Optional[str] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 def _bad(message: str) -> click.BadParameter:
@@ -176,7 +175,7 @@ def roberta_state_problem(options: Dict[str, OptionValue], state_model: Dict[str
 
     from ..user_dir.models.xlint_roberta import XlintRobertaModel, state_mismatch, xlint_roberta
 
-    args = argparse.Namespace(**{k: (v if v is not True else True) for k, v in options.items()})
+    args = argparse.Namespace(**options)
     xlint_roberta(args)
 
     class Task:

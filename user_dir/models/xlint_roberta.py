@@ -139,19 +139,9 @@ class XlintRobertaModel(RobertaModel):
             state_dict.setdefault(key, value)
 
 
-def rename_release_keys(keys: Mapping[str, object]) -> Dict[str, object]:
-    """A release's ``model`` state under today's names (fairseq's renames; nothing else changes)."""
-    renamed: Dict[str, object] = {}
-    for key, value in keys.items():
-        if key.startswith("decoder."):
-            key = "encoder." + key[len("decoder."):]
-        renamed[key.replace(".emb_layer_norm.", ".layernorm_embedding.")] = value
-    return renamed
-
-
 def state_mismatch(expected: Mapping[str, torch.Size], saved: Mapping[str, torch.Size]) -> Optional[str]:
-    """Why a release's encoder state (name -> shape, after :func:`rename_release_keys`) does not
-    load strictly into a model whose state is ``expected`` (its ``heads.*`` excluded), or None."""
+    """Why a release's encoder state (name -> shape, after fairseq's upgrade of old names) does
+    not load strictly into a model whose state is ``expected`` (its ``heads.*`` excluded), or None."""
     expected = {k: v for k, v in expected.items() if not k.startswith("heads.")}
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
