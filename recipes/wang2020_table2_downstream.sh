@@ -13,8 +13,10 @@
 # Runs go to OUT/LANG/<row>/{ner,pos}-{within,zero-shot}/ (`xlint report`'s layout), then
 # `xlint report --paper wang2020 --table 2 OUT --published` prints the table (every language under OUT).
 # Paper: grid batch {16,32} x lr {2,3,5}e-5, 10 epochs, $SEEDS (default 1,2,3); $NGPUS runs side by side.
-# Overrides: ROWS="mono jointpair ...", TASKS="ner pos", SETTINGS="within zero-shot", SEEDS, PIVOT (en).
-# PRETRAINED_SUFFIX=-fr_l reads PRETRAINED/<row>-fr_l/ (wang2020_table5_corpus_size.sh's names).
+# Overrides: ROWS="mono jointpair ...", TASKS="ner pos", SETTINGS="within zero-shot", SEEDS, PIVOT (en),
+# NGPUS, XLINT.
+# Table 5: LANG fr, LANG_DIR=fr_l (runs in OUT/fr_l/) and PRETRAINED_SUFFIX=-fr_l (reads
+# PRETRAINED/<row>-fr_l/, wang2020_table5_corpus_size.sh's names): the fr_l model on French data.
 # Re-running skips finished fine-tunings; commands are printed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -49,8 +51,8 @@ for row in $ROWS; do
         *) echo "unknown setting $setting" >&2; exit 2 ;;
       esac
       echo "== $LANG_CODE $row $task $setting"
-      xl_finetune "$OUT/$LANG_CODE/$row/$task-$setting" "$data" --pretrained "$checkpoint" "${source_args[@]}" \
-        "${FINETUNE[@]}"
+      xl_finetune "$OUT/${LANG_DIR:-$LANG_CODE}/$row/$task-$setting" "$data" --pretrained "$checkpoint" \
+        "${source_args[@]}" "${FINETUNE[@]}"
     done
   done
 done

@@ -14,7 +14,8 @@
 # the same runs: `xlint report --paper wang2020 --table 3|7 OUT --published`.
 # Paper: grid batch {16,32} x lr {2,3,5}e-5, 2 epochs, $SEEDS (default 1,2,3); $NGPUS runs side by side.
 # Overrides: ROWS="mono jointpair ...", SETTINGS="within zero-shot", SEEDS, PIVOT (en).
-# PRETRAINED_SUFFIX=-fr_l reads PRETRAINED/<row>-fr_l/ (wang2020_table5_corpus_size.sh's names).
+# Table 5: LANG fr, LANG_DIR=fr_l (runs in OUT/fr_l/) and PRETRAINED_SUFFIX=-fr_l (reads
+# PRETRAINED/<row>-fr_l/, wang2020_table5_corpus_size.sh's names): the fr_l model on French data.
 # Re-running skips finished fine-tunings; commands are printed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -46,8 +47,8 @@ for row in $ROWS; do
     esac
     echo "== $LANG_CODE $row tydiqa $setting"
     checkpoint="$PRETRAINED/$row${PRETRAINED_SUFFIX:-}/checkpoint_last.pt"
-    xl_finetune "$OUT/$LANG_CODE/$row/tydiqa-$setting" "$DATA" --pretrained "$checkpoint" "${source_args[@]}" \
-      "${FINETUNE[@]}"
+    xl_finetune "$OUT/${LANG_DIR:-$LANG_CODE}/$row/tydiqa-$setting" "$DATA" --pretrained "$checkpoint" \
+      "${source_args[@]}" "${FINETUNE[@]}"
   done
 done
 xl_wait

@@ -13,7 +13,6 @@
 # Runs go to OUT/LANG/<row>/xnli-zero-shot/, then `xlint report --paper wang2020 --table 6 OUT --published`.
 # Paper: grid batch {4,8} x encoder lr {1e-6,5e-6,2e-5} x classifier lr {5e-6,2e-5,5e-5}, 200 epochs (sic),
 # $SEEDS (default 1,2,3); $NGPUS runs side by side.  Overrides: ROWS, SEEDS, EPOCHS, PIVOT (en).
-# PRETRAINED_SUFFIX=-fr_l reads PRETRAINED/<row>-fr_l/ (wang2020_table5_corpus_size.sh's names).
 # Re-running skips finished fine-tunings; commands are printed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,7 +36,7 @@ fi
 for row in $ROWS; do
   if [ "$row" = mono ]; then echo "== mono: no en, no zero-shot XNLI; skipped"; continue; fi
   echo "== $LANG_CODE $row xnli zero-shot"
-  checkpoint="$PRETRAINED/$row${PRETRAINED_SUFFIX:-}/checkpoint_last.pt"
+  checkpoint="$PRETRAINED/$row/checkpoint_last.pt"
   xl_finetune "$OUT/$LANG_CODE/$row/xnli-zero-shot" "$DATA" --pretrained "$checkpoint" \
     --setting zero-shot --source "$PIVOT" --targets "$LANG_CODE" "${FINETUNE[@]}"
 done

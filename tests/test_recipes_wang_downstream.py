@@ -151,12 +151,15 @@ def test_recipe_paper_mode_runs_one_job_per_gpu_and_skips_finished_runs(tmp_path
     assert changed.returncode == 0 and "done, skipped" not in changed.stdout
     assert len([c for c in log.read_text(encoding="utf-8").splitlines() if c.startswith("finetune ")]) == 10
     log.write_text("", encoding="utf-8")
-    suffixed = subprocess.run(command, env=dict(env, SEEDS="1", ROWS="mono", PRETRAINED_SUFFIX="-ar_l"),
-                              capture_output=True, text=True, timeout=120)
+    # Table 5's low-resource model: its checkpoints PRE/<row>-ar_l, its runs OUT/ar_l/, the data's language ar
+    suffixed = subprocess.run(command, env=dict(env, SEEDS="1", ROWS="mono", PRETRAINED_SUFFIX="-ar_l",
+                                                LANG_DIR="ar_l"), capture_output=True, text=True, timeout=120)
     assert suffixed.returncode == 0
     finetunes = [c for c in log.read_text(encoding="utf-8").splitlines() if c.startswith("finetune ")]
-    assert len(finetunes) == 2 and all(f"--pretrained {tmp_path}/pre/mono-ar_l/checkpoint_last.pt" in c
-                                       for c in finetunes)
+    assert len(finetunes) == 2
+    for task, call in zip(("ner", "pos"), finetunes):
+        assert f"--pretrained {tmp_path}/pre/mono-ar_l/checkpoint_last.pt --setting within --source ar " in call
+        assert call.endswith(f"--save-dir {tmp_path}/out/ar_l/mono/{task}-within")
 
 
 def test_recipe_fails_when_a_background_run_fails(tmp_path):

@@ -212,10 +212,16 @@ def test_several_run_dirs_first_wins_and_fill_each_other(tmp_path):
 def test_table5_en_row_reads_the_english_score_of_the_zero_shot_runs(tmp_path):
     root = tmp_path / "runs"
     write_results(root / "fr_l/jointpair/ner-zero-shot/results.json", "ner", "zero-shot", "en",
-                  {1: {"en": {"f1": 78.0}, "fr_l": {"f1": 40.0}}, 2: {"en": {"f1": 79.0}, "fr_l": {"f1": 41.0}}})
+                  {1: {"en": {"f1": 78.0}, "fr": {"f1": 40.0}}, 2: {"en": {"f1": 79.0}, "fr": {"f1": 41.0}}})
+    # the fr_l model is tested on French: its runs are under fr_l/, their scores are fr's
+    write_results(root / "fr_l/mono/ner-within/results.json", "ner", "within", "fr", {1: {"fr": {"f1": 81.0}}})
+    write_results(root / "fr/mono/ner-within/results.json", "ner", "within", "fr", {1: {"fr": {"f1": 88.0}}})
     table = build_table(get_spec("wang2020", "5"), [root], with_published=True)
     item = cell(table, "en/jointpair", "ner/fr_l")
     assert item.stats[0].mean == pytest.approx(78.5)
+    assert cell(table, "lang/mono", "ner/fr_l").stats[0].mean == 81.0
+    assert cell(table, "lang/mono", "ner/fr").stats[0].mean == 88.0
+    assert cell(table, "lang/jointpair", "ner/fr_l").problem == "missing"
     assert item.published == "78.4"
     assert cell(table, "lang/mono", "qa/ru").published == "63.1/49.2"
 
