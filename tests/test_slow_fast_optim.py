@@ -23,7 +23,7 @@ from xlint.user_dir.optim.slow_fast import (
     SlowFastConfig,
     SlowFastController,
     group_label,
-    parameter_location,
+    locate_parameters,
 )
 
 PLUGIN = Path(__file__).resolve().parent / "fixtures" / "slow_fast_plugin"
@@ -110,13 +110,43 @@ def test_fsf_tags_on_a_12_layer_xlm_adapter():
     assert lang_tags[adapter] == "fsf.I+fsf.II" and lang_tags["heads.pos.out_proj.weight"] == "head+fsf.I"
 
 
-def test_parameter_location_of_roberta_names():
-    assert parameter_location("encoder.sentence_encoder.layers.0.fc1.weight") == ParamLocation("layer", 1, "ffn")
-    assert parameter_location("encoder.sentence_encoder.layers.23.self_attn.k_proj.bias") == \
-        ParamLocation("layer", 24, "attn")
-    assert parameter_location("encoder.sentence_encoder.emb_layer_norm.weight").region == "embeddings"
-    assert parameter_location("classification_heads.xnli.dense.weight").region == "head"
-    assert parameter_location("encoder.lm_head.dense.weight").region == "other"
+def small_roberta(layers: int = 12):
+    import argparse
+    from types import SimpleNamespace
+
+    from fairseq.data import Dictionary
+    from xlint.user_dir.models.xlint_roberta import XlintRobertaModel, xlint_roberta
+
+    args = argparse.Namespace(encoder_layers=layers, encoder_embed_dim=8, encoder_ffn_embed_dim=16,
+                              encoder_attention_heads=2, max_positions=16)
+    xlint_roberta(args)
+    dictionary = Dictionary()
+    dictionary.add_symbol("<mask>")
+    model = XlintRobertaModel.build_model(args, SimpleNamespace(source_dictionary=dictionary))
+    model.register_head("xnli", "sentence", 3)
+    for param in model.heads["xnli"].parameters():
+        param.param_group = "head"
+    return model
+
+
+def test_fsf_tags_on_a_12_layer_roberta_and_locations():
+    model = small_roberta()
+    num_layers, locations = locate_parameters(model)
+    assert num_layers == 12
+    assert locations["encoder.sentence_encoder.layers.0.fc1.weight"] == ParamLocation("layer", 1, "ffn")
+    assert locations["encoder.sentence_encoder.layers.11.self_attn.k_proj.bias"] == ParamLocation("layer", 12, "attn")
+    assert locations["encoder.sentence_encoder.layernorm_embedding.weight"].region == "embeddings"
+    assert locations["heads.xnli.dense.weight"].region == "head"
+    assert locations["encoder.lm_head.dense.weight"].region == "other"
+    SlowFastController(config(slow_fast_s2="1-4:ffn,embeddings")).tag_parameters(model)
+    tags = {name: getattr(p, "param_group", "") or "" for name, p in model.named_parameters()}
+    assert tags["encoder.sentence_encoder.layers.3.final_layer_norm.weight"] == "fsf.I+fsf.II"
+    assert tags["encoder.sentence_encoder.layers.4.fc1.weight"] == "fsf.I"
+    assert tags["encoder.sentence_encoder.layers.9.self_attn_layer_norm.bias"] == "fsf.I"
+    assert tags["encoder.sentence_encoder.layers.10.fc2.weight"] == "fsf.III"
+    assert tags["encoder.sentence_encoder.layers.11.self_attn.out_proj.weight"] == "fsf.III+fsf.IV"
+    assert tags["encoder.sentence_encoder.embed_tokens.weight"] == "fsf.II"
+    assert tags["heads.xnli.out_proj.weight"] == "head" and tags["encoder.lm_head.dense.weight"] == ""
     assert group_label("") == "body" and group_label("head+fsf.IV") == "head_IV"
 
 

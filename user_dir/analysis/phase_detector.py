@@ -19,7 +19,7 @@ Decisions:
   older window's mean is 0 (the loss was already 0), ``phi = 1`` and ``R = 0``.
 * the losses are cross-entropies: finite and non-negative; anything else is refused.
 
-Which loss (:mod:`xlint.user_dir.tasks.slow_fast`): the per-update mean training loss in nats,
+Which loss (:mod:`xlint.user_dir.optim.slow_fast`): the per-update mean training loss in nats,
 ``sum(loss) / sum(sample_size)`` over all micro-batches and data-parallel workers of the update,
 which is what the paper's threshold of 0.1 is calibrated on.
 

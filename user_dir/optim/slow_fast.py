@@ -6,7 +6,7 @@ are :mod:`..analysis.phase_detector` (P1/P2, ``phi``, ``R``), :mod:`..analysis.s
 Policy IV switch).  This module wires them into fairseq:
 
 1. :meth:`SlowFastController.tag_parameters` (at ``build_model``) finds each parameter's layer
-   and sublayer from its name (:func:`parameter_location`) and tags it with the policies whose
+   and sublayer (:func:`locate_parameters`) and tags it with the policies whose
    sets contain it (``param.param_group``, e.g. ``fsf.I+fsf.II``; the task head keeps ``head``),
    so that ``--optimizer xlint_adam`` (:mod:`..optim.adam_with_head_lr`) gives every combination
    its own parameter group.
@@ -47,16 +47,14 @@ interval's updates in P1), ``fsf_phi``, ``fsf_R``, ``fsf_policy_iv`` (1 if Polic
 **Integration** (:class:`SlowFastTaskMixin`): ``class T(SlowFastTaskMixin, SomeTask)`` with a
 config that also inherits :class:`SlowFastConfig`.  ``FinetuneTask`` does not use it yet.
 
-Parameter names (:func:`parameter_location`) follow xlint's ``xlm_adapter``
-(``encoder.layers.<i>.self_attn...``) and fairseq's RoBERTa/XLM-R
-(``encoder.sentence_encoder.layers.<i>.fc1...``); it is the one function to replace by the
-layer-addressing interface of ``user_dir/models/layer_groups.py`` once that lands.
+Layers and sublayers come from the layer interface of both model families,
+:mod:`..models.layer_groups` (``xlm_adapter`` and fairseq's RoBERTa/XLM-R, ``xlint_roberta``):
+see :func:`locate_parameters`.
 """
 
 import logging
-import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from fairseq import utils
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
@@ -121,40 +119,38 @@ class SlowFastConfig(FairseqDataclass):
         default=0.0, metadata={"help": "the CKA must fall by more than this to count as falling"})
 
 
-# --------------------------------------------------------------------------- parameter names
+# --------------------------------------------------------------------------- parameter locations
 
-_LAYER = re.compile(r"(?:^|\.)layers?\.(\d+)\.(.+)$")
-_ATTN = ("self_attn.", "self_attn_layer_norm.", "adapter_after_attn.", "attention.")
-_FFN = ("ffn.", "fc1.", "fc2.", "final_layer_norm.", "adapter_after_ffn.", "intermediate.", "output.")
-_EMBEDDINGS = ("embed_tokens.", "embed_positions.", "layernorm_embedding.", "emb_layer_norm.", "embeddings.")
 _HEADS = ("heads.", "classification_heads.")
 
 
-def parameter_location(name: str, tag: str = "") -> ParamLocation:
-    """Layer (1-based) and sublayer of a parameter from its name (xlm_adapter and fairseq RoBERTa/XLM-R).
+def locate_parameters(model) -> Tuple[int, Dict[str, ParamLocation]]:
+    """``(L, {name: location})`` of every parameter, by the layer interface of both model families.
 
-    ``attn``: the self-attention sublayer, the layer norm after it and the adapter on its output;
-    ``ffn``: ``fc1``/``fc2``, the final layer norm and the adapter on its output; anything else of
-    a layer is ``other``.  Parameters tagged ``head`` or under ``heads.`` are the task head.
+    :mod:`..models.layer_groups` gives each layer parameter's ``(k, "attn" | "ffn")`` (the
+    attention block: self-attention, its layer norm and the adapter after it; the feed-forward
+    block: fc1/fc2 or ``ffn``, the final layer norm and the adapter after it) and the embedding
+    parameters; parameters tagged ``head`` or under ``heads.`` / ``classification_heads.`` are the
+    task head; anything else (the MLM head) is ``other``.  Language-specific:
+    ``...per_language.<lang>...`` in the name.
     """
-    language_specific = ".per_language." in f".{name}"
-    if HEAD_PARAM_GROUP in tag_tokens(tag) or any(name.startswith(p) or f".{p}" in name for p in _HEADS):
-        return ParamLocation("head", language_specific=language_specific)
-    match = _LAYER.search(name)
-    if match:
-        rest = match.group(2) + "."
-        kind = "attn" if rest.startswith(_ATTN) else "ffn" if rest.startswith(_FFN) else "other"
-        return ParamLocation("layer", int(match.group(1)) + 1, kind, language_specific)
-    if any(f".{p}" in f".{name}." for p in _EMBEDDINGS):
-        return ParamLocation("embeddings", language_specific=language_specific)
-    return ParamLocation("other", language_specific=language_specific)
+    from ..models import layer_groups
 
-
-def count_layers(names: Iterable[str]) -> int:
-    layers = [loc.layer for loc in (parameter_location(n) for n in names) if loc.region == "layer"]
-    if not layers:
-        raise ValueError("fine-tuning slow and fast: no parameter name has a layer index (...layers.<i>...)")
-    return max(layers)
+    num_layers = layer_groups.num_layers(model)
+    embeddings = set(layer_groups.embedding_parameters(model))
+    out: Dict[str, ParamLocation] = {}
+    for name, param in model.named_parameters():
+        language_specific = ".per_language." in f".{name}"
+        address = layer_groups.address_of_parameter(model, name)
+        if address is not None:
+            out[name] = ParamLocation("layer", address[0] + 1, address[1], language_specific)
+        elif name in embeddings:
+            out[name] = ParamLocation("embeddings", language_specific=language_specific)
+        elif HEAD_PARAM_GROUP in tag_tokens(parameter_tag(param)) or name.startswith(_HEADS):
+            out[name] = ParamLocation("head", language_specific=language_specific)
+        else:
+            out[name] = ParamLocation("other", language_specific=language_specific)
+    return num_layers, out
 
 
 def _policy_tokens(tag: str) -> FrozenSet[str]:
@@ -202,7 +198,7 @@ class SlowFastController:
         if not self.enabled:
             return {}
         named = list(model.named_parameters())
-        num_layers = count_layers(name for name, _ in named)
+        num_layers, locations = locate_parameters(model)
         specs = default_specs(num_layers, str(self.cfg.slow_fast_depth_rule))
         for name in SET_NAMES:
             given = getattr(self.cfg, f"slow_fast_{name.lower()}")
@@ -216,7 +212,7 @@ class SlowFastController:
         self.set_sizes = {name: 0 for name in self.sets}
         for name, param in named:
             old = parameter_tag(param)
-            loc = parameter_location(name, old)
+            loc = locations[name]
             for set_name, weights in self.sets.items():
                 if weights.contains(loc, include_lang):
                     self.set_sizes[set_name] += param.numel()
@@ -361,7 +357,3 @@ class SlowFastTaskMixin:
         if getattr(criterion, "training", False):
             self.slow_fast.observe_logging_outputs(logging_outputs)
 
-
-def location_table(named: Iterable[Tuple[str, Any]]) -> List[Tuple[str, ParamLocation]]:
-    """``(name, location)`` of every parameter (for inspection and tests)."""
-    return [(name, parameter_location(name, parameter_tag(param))) for name, param in named]
