@@ -647,7 +647,9 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 
 
 def latex_escape(text: str) -> str:
+    """Text for LaTeX: its special characters escaped, ± as math, Guo et al.'s sets S^II as $S^{II}$."""
     escaped = "".join(_LATEX_SPECIAL.get(char, char) for char in text)
+    escaped = re.sub(r"\b([SV])\\textasciicircum\{\}(I+)\b", r"$\1^{\2}$", escaped)
     return escaped.replace("±", r"$\pm$")
 
 

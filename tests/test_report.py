@@ -30,6 +30,7 @@ from xlint.cli.report_tables import (
     cell_source,
     column_id,
     get_spec,
+    latex_escape,
     load_published,
     normalise_printed,
     printed_numbers,
@@ -279,6 +280,9 @@ def test_latex_escapes_underscores_and_pm():
     assert r"fr\_l" in body and "fr_l" not in body.replace(r"fr\_l", "")
     table = build_table(get_spec("guo2023", "1"), [], with_published=True)
     assert r"74.7 $\pm$ 0.2" in to_latex(table)
+    header = to_latex(build_table(get_spec("guo2023", "8"), [])).split(r"\midrule")[0]
+    assert r"Only $S^{I}$ & Only $S^{II}$ & $S^{II}$ to $S^{I}$" in header and "textasciicircum" not in header
+    assert latex_escape("a_b & 50% ~ {x}") == r"a\_b \& 50\% \textasciitilde{} \{x\}"
 
 
 def test_json_holds_every_cell_with_its_source(table2_runs):
