@@ -17,6 +17,8 @@ PLOTS: Dict[str, Tuple[str, str, str]] = {
     "grad-sim": ("plots_grad_sim", "grad_sim_plot",
                  "Gradient cosine similarity over training, per pair and per layer (Wang et al. 2020, Fig. 3)."),
     "ppl": ("plots_ppl", "ppl_plot", "Validation perplexity per language over training (Wang et al. 2020, Fig. 2)."),
+    "interpolation": ("plots_interpolation", "interpolation_plot",
+                      "Interpolated models: 1D curves, 2D contours, delta geometry (Wu et al. 2022, Fig. 2-5)."),
 }
 
 

@@ -516,7 +516,7 @@ def summary_markdown(config: Dict[str, Any], rows: Sequence[Dict[str, Any]], geo
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(", ".join(f"{key} {value:.6g}" if isinstance(value, float) else f"{key} {value}"
-                           for key, value in geometry.items()))
+                           for key, value in sorted(geometry.items())))
     return "\n".join(lines) + "\n"
 
 
