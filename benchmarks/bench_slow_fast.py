@@ -15,9 +15,9 @@ On a loaded machine the step ratio's noise exceeds 2%; ``overhead_bound`` is the
 1 + (the hook's time per update + the FSF optimizer step's extra time over DF's) / a DF step,
 each measured alone over many repetitions.
 
-The CKA probe (what Policy IV's ``auto`` mode runs every N updates): a no-grad forward of the
-current and of the frozen pretrained model on the current batch, and linear CKA (float64, real
-tokens only) of each of the top two layers; reported in ms, as a fraction of a DF step, and
+The CKA probe (what Policy IV's ``auto`` mode runs every N updates, ``top_layers_cka``): a
+no-grad forward of the current and of the frozen pretrained model on the current batch, and
+linear CKA (float64, real tokens only) of each of the top two layers; reported in ms, as a fraction of a DF step, and
 amortised over ``--cka-interval`` updates.
 
     .venv/bin/python benchmarks/bench_slow_fast.py                   # CPU, 12 layers, d=128, 8 x 64 tokens
@@ -36,11 +36,10 @@ from fairseq.logging import metrics
 from omegaconf import OmegaConf
 
 import xlint.user_dir  # noqa: F401  (registers xlint_adam)
-from xlint.user_dir.analysis.cka import linear_cka
 from xlint.user_dir.models.task_heads import HEAD_PARAM_GROUP
 from xlint.user_dir.models.xlm_adapter import XlmAdapterConfig, XlmAdapterEncoder, XlmAdapterModel
 from xlint.user_dir.optim.adam_with_head_lr import XlintAdam
-from xlint.user_dir.optim.slow_fast import SlowFastConfig, SlowFastController
+from xlint.user_dir.optim.slow_fast import SlowFastConfig, SlowFastController, top_layers_cka
 
 
 def build_model(args) -> XlmAdapterModel:
@@ -124,19 +123,6 @@ def timed(runner, batch):
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-@torch.no_grad()
-def cka_probe(model, pretrained, batch) -> float:
-    """Mean linear CKA of the top two layers between the current and the pretrained model."""
-    tokens, _, mask = batch
-    model.eval()
-    _, extra = model(tokens, features_only=True, return_all_hiddens=True, batch_lang_id=0)
-    _, extra_0 = pretrained(tokens, features_only=True, return_all_hiddens=True, batch_lang_id=0)
-    model.train()
-    values = [linear_cka(extra["inner_states"][k].transpose(0, 1), extra_0["inner_states"][k].transpose(0, 1), mask)
-              for k in (-2, -1)]
-    return sum(values) / len(values)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -211,7 +197,7 @@ def main() -> None:
     probe_times, values = [], []
     for batch in batches[:args.cka_probes]:
         start = time.perf_counter()
-        values.append(cka_probe(fsf.model, pretrained, batch))
+        values.append(top_layers_cka(fsf.model, pretrained, batch[0], base.encoder.padding_idx, batch_lang_id=0))
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         probe_times.append(time.perf_counter() - start)

@@ -62,7 +62,10 @@ def small_xlm_adapter(layers: int = 12, variant: str = "adapter"):
     cfg = XlmAdapterConfig(encoder_layers=layers, encoder_embed_dim=8, encoder_ffn_embed_dim=16,
                            encoder_attention_heads=2, max_positions=16, language_specific=variant,
                            model_languages="en,fr")
-    model = XlmAdapterModel(cfg, XlmAdapterEncoder(cfg, Dictionary(), ["en", "fr"]))
+    dictionary = Dictionary()
+    for i in range(8):
+        dictionary.add_symbol(f"w{i}")
+    model = XlmAdapterModel(cfg, XlmAdapterEncoder(cfg, dictionary, ["en", "fr"]))
     model.register_head("pos", "token", 5)
     for param in model.heads["pos"].parameters():
         param.param_group = HEAD_PARAM_GROUP
@@ -322,6 +325,33 @@ def test_controller_preset_df_does_nothing_and_policy_iv_off():
     auto.observe_cka(0.9)
     auto.observe_cka(0.95)  # no longer falling: off
     assert not auto.policy_iv.active and not auto.wants_cka_probe(15)
+
+
+def test_top_layers_cka_probe():
+    import copy
+
+    from xlint.user_dir.analysis.cka import linear_cka
+    from xlint.user_dir.optim.slow_fast import top_layers_cka
+
+    model = small_xlm_adapter(layers=3, variant="joint")
+    pretrained = copy.deepcopy(model).eval()
+    pad = model.encoder.padding_idx
+    tokens = torch.randint(4, 12, (3, 6), generator=torch.Generator().manual_seed(0))
+    tokens[1, 4:] = pad
+    model.train()
+    assert top_layers_cka(model, pretrained, tokens, pad, batch_lang_id=0) == pytest.approx(1.0, abs=1e-9)
+    assert model.training and not pretrained.training
+    with torch.no_grad():
+        model.encoder.layers[2].ffn.fc2.weight.add_(torch.randn_like(model.encoder.layers[2].ffn.fc2.weight))
+    value = top_layers_cka(model, pretrained, tokens, pad, batch_lang_id=0)
+    model.eval()
+    with torch.no_grad():  # independently: the encoder's own inner states (time-first), real tokens only
+        _, ours = model(tokens, features_only=True, return_all_hiddens=True, batch_lang_id=0)
+        _, theirs = pretrained(tokens, features_only=True, return_all_hiddens=True, batch_lang_id=0)
+    mask = tokens.ne(pad)
+    expected = sum(linear_cka(ours["inner_states"][k].transpose(0, 1), theirs["inner_states"][k].transpose(0, 1),
+                              mask) for k in (2, 3)) / 2
+    assert value == pytest.approx(expected, rel=1e-9) and value < 0.999
 
 
 # --------------------------------------------------------------------------- fairseq-train

@@ -30,6 +30,11 @@ data-parallel workers, so every rank pushes the same loss and is in the same pha
 whose sample size is 0 pushes nothing.  (BMUF, which syncs statistics only every few updates,
 and TPUs, which reduce them once per log interval, are not supported.)
 
+**Policy IV probes** (``auto``): :func:`top_layers_cka` measures the top two layers' linear CKA
+between the current and a frozen pretrained copy on the current batch; the task calls it when
+:meth:`SlowFastController.wants_cka_probe` says so and passes the value to
+:meth:`SlowFastController.observe_cka` (keeping the frozen copy is the task's part, still to do).
+
 **Checkpoints**: the controller's state (detector, Policy IV switch) is saved inside
 ``xlint_adam``'s state (fairseq restores optimizer state on resume, not task state), so a
 resumed run equals an uninterrupted one; ``--reset-optimizer`` resets it too.
@@ -56,10 +61,12 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
+import torch
 from fairseq import utils
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 
+from ..analysis.cka import linear_cka
 from ..analysis.phase_detector import DEFAULT_POWER, DEFAULT_THRESHOLD, DEFAULT_WINDOW, PHASE_FAST, PhaseDetector
 from ..analysis.slow_fast_policy import (
     DEFAULT_C1,
@@ -325,6 +332,33 @@ class SlowFastController:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.detector.load_state_dict(state["detector"])
         self.policy_iv.load_state_dict(state["policy_iv"])
+
+
+@torch.no_grad()
+def top_layers_cka(model, pretrained, src_tokens: torch.Tensor, padding_idx: int, layers=(-2, -1),
+                   **forward_kwargs) -> float:
+    """One Policy IV probe: mean linear CKA (float64, non-padding tokens) of ``layers`` (default: the
+    top two) between ``model`` and the frozen ``pretrained`` copy on the same batch.
+
+    Both run a no-grad forward (``features_only``, plus ``forward_kwargs``, e.g. ``src_lang_id``) in
+    eval mode (no dropout); ``model``'s training mode is restored.  The layer outputs come from
+    :func:`..models.layer_groups.layer_outputs`.
+    """
+    from ..models import layer_groups
+
+    mask = src_tokens.ne(padding_idx)
+    outputs = []
+    for net in (model, pretrained):
+        was_training = net.training
+        net.eval()
+        try:
+            with layer_groups.layer_outputs(net, layers) as captured:
+                net(src_tokens, features_only=True, **forward_kwargs)
+        finally:
+            net.train(was_training)
+        outputs.append(captured)
+    keys = sorted(outputs[0])
+    return sum(linear_cka(outputs[0][k], outputs[1][k], mask) for k in keys) / len(keys)
 
 
 class SlowFastTaskMixin:
