@@ -160,10 +160,6 @@ def locate_parameters(model) -> Tuple[int, Dict[str, ParamLocation]]:
     return num_layers, out
 
 
-def _policy_tokens(tag: str) -> FrozenSet[str]:
-    return frozenset(t[len(TOKEN_PREFIX):] for t in tag_tokens(tag) if t.startswith(TOKEN_PREFIX))
-
-
 def group_label(tag: str) -> str:
     """A log-friendly name of an optimizer group (``body``, ``head``, ``I_II``, ``head_IV``)."""
     if not tag:
