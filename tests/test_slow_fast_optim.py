@@ -224,16 +224,25 @@ def fp16_cfg(**common):
     return cfg
 
 
-@pytest.mark.parametrize("mode", ["fp16_no_flatten", "bf16", "memory_efficient"])
+@pytest.mark.parametrize("mode", ["fp16_no_flatten", "bf16", "memory_efficient", "amp"])
 def test_fp16_wrappers_keep_the_groups(mode):
+    import warnings
+
+    from fairseq.optim.amp_optimizer import AMPOptimizer
     from fairseq.optim.fp16_optimizer import FP16Optimizer, MemoryEfficientFP16Optimizer
 
-    model = small_xlm_adapter(layers=2, variant="joint").half()
+    model = small_xlm_adapter(layers=2, variant="joint")
+    if mode != "amp":  # AMP keeps fp32 parameters
+        model = model.half()
     controller = SlowFastController(config())
     controller.tag_parameters(model)
     params = [p for p in model.parameters() if p.requires_grad]
     if mode == "memory_efficient":
         wrapper = MemoryEfficientFP16Optimizer.build_optimizer(fp16_cfg(), params)
+    elif mode == "amp":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no CUDA here: torch's GradScaler warns and disables itself
+            wrapper = AMPOptimizer.build_optimizer(fp16_cfg(amp_scale_window=None), params)
     else:
         wrapper = FP16Optimizer.build_optimizer(fp16_cfg(bf16=mode == "bf16"), params)
     inner = find_xlint_adam(wrapper)
