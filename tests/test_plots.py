@@ -126,7 +126,7 @@ def test_ppl_plot_errors(tmp_path):
 
 
 def test_plot_group_is_lazy_and_lists_its_figures():
-    assert set(PLOTS) == {"grad-sim", "ppl"}
+    assert {"grad-sim", "ppl"} <= set(PLOTS)  # other figures plug in with one line of PLOTS
     result = CliRunner().invoke(plot, ["--help"])
     assert result.exit_code == 0 and "grad-sim" in result.output and "ppl" in result.output
     code = ("import sys; import xlint.cli.commands_plot; "
