@@ -159,6 +159,15 @@ def test_a_release_without_its_sentencepiece_model_is_refused(spm_release, tmp_p
         SentencePieceEncoder(broken, check_model=False)
 
 
+def test_convert_takes_exactly_one_encoding_and_no_normaliser_borrowing(spm_release, tmp_path):
+    out = tmp_path / "out"
+    args = ("data", "convert", "conllu", "--out", str(out), "-q", f"fr:train={POS_FIXTURE}")
+    assert "exactly one of --corpus" in refused(*args)
+    assert "exactly one of --corpus" in refused(*args, "--corpus", str(tmp_path), "--encoder", str(spm_release))
+    assert "nothing to borrow" in refused(*args, "--encoder", str(spm_release), "--normalize-as", "fr=en")
+    assert not out.exists()
+
+
 # --------------------------------------------------------------------------- slow: the tiny release
 
 slow = pytest.mark.slow
