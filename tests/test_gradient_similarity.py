@@ -339,11 +339,15 @@ def model_tensors(path) -> Dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["xlm_mlm", "meta_mlm"])
-def test_training_is_bit_identical_with_and_without_the_analysis(tiny_mlm_data, tmp_path, task):
+@pytest.mark.parametrize("task, precision", [("xlm_mlm", ()), ("meta_mlm", ()),
+                                             ("xlm_mlm", ("--fp16", "--fp16-no-flatten-grads"))],
+                         ids=["xlm_mlm", "meta_mlm", "xlm_mlm-fp16"])
+def test_training_is_bit_identical_with_and_without_the_analysis(tiny_mlm_data, tmp_path, task, precision):
+    """fp16: the probe backpropagates the loss times fairseq's loss scale (FP16Optimizer)."""
     runs = {}
     for name, extra in (("off", ()), ("on", GRAD_SIM)):
-        runs[name] = run_fairseq_train(tiny_mlm_data.path, tmp_path / name, "--task", task, *extra, max_update=4)
+        runs[name] = run_fairseq_train(tiny_mlm_data.path, tmp_path / name, "--task", task, *precision, *extra,
+                                       max_update=4)
     off, on = model_tensors(tmp_path / "off" / "checkpoint_last.pt"), model_tensors(tmp_path / "on" /
                                                                                     "checkpoint_last.pt")
     assert off.keys() == on.keys()
@@ -357,6 +361,7 @@ def test_training_is_bit_identical_with_and_without_the_analysis(tiny_mlm_data, 
     rows = read_rows(str(tmp_path / "on" / "grad_sim.jsonl"))
     assert sorted({r["update"] for r in rows}) == [0, 2]
     assert {r["pair"] for r in rows} == {"en-fr", "en-en", "fr-fr"}
+    assert all(r["finite"] and -1 <= r["cos"] <= 1 for r in rows)
     assert not (tmp_path / "off" / "grad_sim.jsonl").exists()
 
 
