@@ -145,6 +145,24 @@ def _plain(cfg: Any) -> Dict[str, Any]:
     return dict(cfg or {})
 
 
+def load_checkpoint_mmap(path: Path, overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """As fairseq's ``load_checkpoint_to_cpu`` (cfg as a DictConfig with ``overrides``, the state upgraded),
+    but memory-mapped and without the optimizer state, which is never read: only the model's tensors
+    become resident."""
+    import torch
+    from fairseq import checkpoint_utils
+    from fairseq.dataclass.utils import overwrite_args_by_name
+    from omegaconf import OmegaConf
+
+    state = torch.load(str(path), map_location="cpu", mmap=True)
+    state.pop("last_optimizer_state", None)
+    if state.get("cfg") is not None:
+        state["cfg"] = OmegaConf.create(state["cfg"], flags={"allow_objects": True})
+        if overrides:
+            overwrite_args_by_name(state["cfg"], overrides)
+    return checkpoint_utils._upgrade_state_dict(state)
+
+
 def load_anchor(path: Path, name: str, data: Optional[Path]) -> Anchor:
     """Load a fine-tuned checkpoint to the CPU, its float tensors in fp32 (the optimizer state dropped)."""
     import torch
@@ -154,17 +172,15 @@ def load_anchor(path: Path, name: str, data: Optional[Path]) -> Anchor:
     from ..preprocess.textio import sha256_file
     from .fairseq_runner import quiet_loggers
     from .finetune_plan import TASK_NAMES
-    from fairseq import checkpoint_utils
 
     if not path.is_file():
         raise click.BadParameter(f"{path} is not a file", param_hint=name)
     overrides = {"data": str(data)} if data is not None else {}
     try:
         with quiet_loggers():
-            checkpoint = checkpoint_utils.load_checkpoint_to_cpu(str(path), arg_overrides=overrides)
+            checkpoint = load_checkpoint_mmap(path, overrides)
     except Exception as error:  # noqa: BLE001 - an unreadable checkpoint is reported, whatever the cause
         raise click.BadParameter(f"{path}: cannot load it ({' '.join(str(error).split())})", param_hint=name)
-    checkpoint.pop("last_optimizer_state", None)
     cfg = checkpoint.get("cfg")
     if cfg is None or "task" not in cfg:
         raise click.BadParameter(f"{path} has no saved cfg: not a fine-tuned xlint checkpoint", param_hint=name)
