@@ -342,6 +342,7 @@ def test_top_layers_cka_probe():
     from xlint.user_dir.analysis.cka import linear_cka
     from xlint.user_dir.optim.slow_fast import top_layers_cka
 
+    torch.manual_seed(0)
     model = small_xlm_adapter(layers=3, variant="joint")
     pretrained = copy.deepcopy(model).eval()
     pad = model.encoder.padding_idx
@@ -350,8 +351,10 @@ def test_top_layers_cka_probe():
     model.train()
     assert top_layers_cka(model, pretrained, tokens, pad, batch_lang_id=0) == pytest.approx(1.0, abs=1e-9)
     assert model.training and not pretrained.training
-    with torch.no_grad():
-        model.encoder.layers[2].ffn.fc2.weight.add_(torch.randn_like(model.encoder.layers[2].ffn.fc2.weight))
+    with torch.no_grad():  # re-draw the top layer's matrices: its representation moves away
+        for name, param in model.encoder.layers[2].named_parameters():
+            if param.dim() == 2:
+                param.copy_(torch.randn_like(param))
     value = top_layers_cka(model, pretrained, tokens, pad, batch_lang_id=0)
     model.eval()
     with torch.no_grad():  # independently: the encoder's own inner states (time-first), real tokens only
@@ -360,7 +363,7 @@ def test_top_layers_cka_probe():
     mask = tokens.ne(pad)
     expected = sum(linear_cka(ours["inner_states"][k].transpose(0, 1), theirs["inner_states"][k].transpose(0, 1),
                               mask) for k in (2, 3)) / 2
-    assert value == pytest.approx(expected, rel=1e-9) and value < 0.999
+    assert value == pytest.approx(expected, rel=1e-9) and value < 0.99
 
 
 # --------------------------------------------------------------------------- fairseq-train
