@@ -195,3 +195,15 @@ def test_t_interval_against_a_hand_computation():
     with pytest.raises(ValueError):
         t_interval([])
     assert normalised(45.0, 90.0) == 0.5 and math.isnan(normalised(1.0, 0.0))
+
+
+def test_geometry_in_slices_equals_the_whole(monkeypatch):
+    from xlint.analysis import interpolation
+
+    bi, src, tgt = tiny_state(21), tiny_state(22), tiny_state(23)
+    whole = delta_geometry(bi, src, tgt)
+    monkeypatch.setattr(interpolation, "CHUNK_ELEMENTS", 5)  # every 12-element tensor in three slices
+    sliced = delta_geometry(bi, src, tgt)
+    assert sliced.norm_src == pytest.approx(whole.norm_src, rel=1e-12)
+    assert sliced.angle_degrees == pytest.approx(whole.angle_degrees, rel=1e-12)
+    assert distance(bi, src) == pytest.approx(whole.norm_src, rel=1e-12)

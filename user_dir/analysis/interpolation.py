@@ -16,7 +16,7 @@ form, the anchors are reproduced exactly (α = 0 gives θ_A bit for bit, α = 1 
 Only floating-point tensors are interpolated; any other tensor (integer buffers, step
 counters) must be equal in every anchor and is copied.  Geometry (App. B, Fig. 4):
 ‖δ_src‖ / ‖δ_tgt‖ and the angle arccos(⟨δ_src, δ_tgt⟩ / (‖δ_src‖ ‖δ_tgt‖)) in degrees, over
-the chosen tensors, accumulated in float64.
+the chosen tensors, accumulated in float64 over slices (bounded extra memory).
 
 Pure torch: no fairseq, nothing else of xlint.
 """
@@ -35,6 +35,8 @@ PAPER_EXTRA = (0.025, 0.05, 0.075, 0.125, 0.15, 0.175, 0.825, 0.85, 0.875, 0.925
 #: prefix of the task-head tensors (everything else is the encoder)
 HEAD_PREFIX = "heads."
 SCOPES = ("all", "encoder", "head")
+#: the norms and the angle are accumulated over float64 slices of this many elements
+CHUNK_ELEMENTS = 1 << 18
 
 
 def coarse_grid(start: float = -0.5, stop: float = 1.5, step: float = 0.1) -> List[float]:
@@ -192,12 +194,11 @@ def delta_geometry(center: StateDict, src: StateDict, tgt: StateDict,
     chosen = list(names) if names is not None else unique_float_names(center)
     dot = sq_src = sq_tgt = 0.0
     for name in chosen:
-        c = center[name].detach().to(torch.float64)
-        d_src = src[name].detach().to(torch.float64) - c
-        d_tgt = tgt[name].detach().to(torch.float64) - c
-        dot += float(torch.sum(d_src * d_tgt))
-        sq_src += float(torch.sum(d_src * d_src))
-        sq_tgt += float(torch.sum(d_tgt * d_tgt))
+        for c, s, t in zip(_chunks(center[name]), _chunks(src[name]), _chunks(tgt[name])):
+            d_src, d_tgt = s - c, t - c
+            dot += float(torch.dot(d_src, d_tgt))
+            sq_src += float(torch.dot(d_src, d_src))
+            sq_tgt += float(torch.dot(d_tgt, d_tgt))
     norm_src, norm_tgt = math.sqrt(sq_src), math.sqrt(sq_tgt)
     ratio = norm_src / norm_tgt if norm_tgt > 0 else (math.inf if norm_src > 0 else math.nan)
     if norm_src > 0 and norm_tgt > 0:
@@ -213,6 +214,14 @@ def distance(a: StateDict, b: StateDict, names: Optional[Iterable[str]] = None) 
     chosen = list(names) if names is not None else unique_float_names(a)
     total = 0.0
     for name in chosen:
-        diff = b[name].detach().to(torch.float64) - a[name].detach().to(torch.float64)
-        total += float(torch.sum(diff * diff))
+        for x, y in zip(_chunks(a[name]), _chunks(b[name])):
+            diff = y - x
+            total += float(torch.dot(diff, diff))
     return math.sqrt(total)
+
+
+def _chunks(tensor: torch.Tensor) -> Iterable[torch.Tensor]:
+    """Flat float64 slices of ``tensor`` of at most :data:`CHUNK_ELEMENTS` (bounds the float64 copies)."""
+    flat = tensor.detach().reshape(-1)
+    for start in range(0, flat.numel(), CHUNK_ELEMENTS):
+        yield flat[start:start + CHUNK_ELEMENTS].to(torch.float64)
