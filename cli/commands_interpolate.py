@@ -25,9 +25,12 @@ SUBCOMMANDS = ("merge", "aggregate")
 class InterpolateGroup(click.Group):
     """``interpolate merge|aggregate ...`` are subcommands; ``interpolate A B ...`` is the sweep."""
 
+    #: the subcommand that arguments which name no subcommand go to
+    default_command = "sweep"
+
     def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["sweep", *args]
+            args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

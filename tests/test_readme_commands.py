@@ -34,6 +34,7 @@ checks, by program:
     - ``xlint user-dir`` (inside ``$(...)``): run, its output must be the plugin folder.
 
     Parsed only: ``xlint finetune`` and ``xlint evaluate`` (they need trained checkpoints),
+    ``xlint data convert ... --encoder`` (it needs an XLM-R release),
     ``xlint demo``, ``xlint data fetch-demo`` and ``xlint data convert demo-pos`` (they
     download the pinned demo wheels).
 
@@ -245,8 +246,9 @@ def resolve_xlint(argv: Sequence[str]) -> Tuple[List[str], click.Command, List[s
     while isinstance(command, click.Group):
         if not rest or rest[0].startswith("-"):
             pytest.fail(f"`{' '.join(names)}` needs a subcommand, got {rest[:1]}")
-        name = rest.pop(0)
         context = click.Context(command, info_name=" ".join(names))
+        default = getattr(command, "default_command", None)  # a group whose bare arguments go to one command
+        name = rest.pop(0) if default is None or command.get_command(context, rest[0]) is not None else default
         sub = command.get_command(context, name)
         if sub is None:
             pytest.fail(f"`{' '.join(names)}` has no subcommand {name!r} "
@@ -559,6 +561,8 @@ def check_xlint(command: ReadmeCommand, workspace: Workspace) -> None:
         command = ReadmeCommand(command.line, tuple(substitute(word) for word in command.argv))
     parsed = parse_xlint(command.argv)
     run = real_run(parsed.names)
+    if "--encoder" in command.argv:
+        run = None  # converts with an XLM-R release, which the fixtures do not hold: parsed only
     if run is not None:
         run(parsed, command, workspace)
 
