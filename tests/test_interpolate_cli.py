@@ -314,3 +314,32 @@ def test_aggregate_cli_and_its_refusals(tmp_path):
     empty.mkdir()
     refused = invoke("interpolate", "aggregate", empty, "--out", tmp_path / "agg2")
     assert refused.exit_code != 0 and "not a finished sweep" in refused.output and not (tmp_path / "agg2.json").exists()
+
+
+def fake_plane(folder: Path, seed: int) -> Path:
+    axis = [0.0, 0.5, 1.0]
+    points = [{"point": [a1, a2], "scores": {"en": {"acc": 90 - 10 * a2 + seed}, "fr": {"acc": 80 - 30 * a1}}}
+              for a1 in axis for a2 in axis]
+    config = {"mode": "2d", "scope": "all", "split": "dev", "task": "xlint_tagging", "kind": "pos", "metrics": ["acc"],
+              "primary_metric": "acc", "languages": ["en", "fr"], "roles": {"en": "source", "fr": "target"},
+              "grid": [p["point"] for p in points], "reference": [0.0, 0.0], "seeds": {"A": seed}, "shard": None}
+    folder.mkdir(parents=True)
+    geometry = {"norm_delta_src": 2.0, "norm_delta_tgt": 2.0 + seed, "norm_ratio": 2 / (2 + seed),
+                "cosine": 0.5, "angle_degrees": 60.0 - seed}
+    (folder / "summary.json").write_text(json.dumps({"config": config, "points": points, "geometry": geometry}))
+    return folder
+
+
+def test_every_figure_is_drawn_as_png_and_pdf(tmp_path):
+    line = [fake_sweep(tmp_path / f"line{s}", s, {0.0: (90.0 + s, 40.0), 0.5: (91.0, 60.0 + s), 1.0: (92.0, 80.0)})
+            for s in (1, 2)]
+    plane = [fake_plane(tmp_path / f"plane{s}", s) for s in (1, 2)]
+    assert invoke("interpolate", "aggregate", *line, "--out", tmp_path / "line.json").exit_code == 0
+    assert invoke("interpolate", "aggregate", *plane, "--out", tmp_path / "plane").exit_code == 0
+    for source, figure in (("line", "1d"), ("line", "variance"), ("plane", "2d"), ("plane", "geometry")):
+        result = invoke("plot", "interpolation", tmp_path / f"{source}.json", "--figure", figure,
+                        "--out", tmp_path / f"fig-{figure}")
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / f"fig-{figure}.png").stat().st_size > 5000 and (tmp_path / f"fig-{figure}.pdf").is_file()
+    wrong = invoke("plot", "interpolation", tmp_path / "line.json", "--figure", "2d", "--out", tmp_path / "x")
+    assert wrong.exit_code != 0 and "no 2D sweep" in wrong.output and not (tmp_path / "x.png").exists()
