@@ -7,13 +7,12 @@ module (``plots_<name>.py``), whose click command saves PNG + PDF through
 """
 from __future__ import annotations
 
-import importlib
-from typing import Dict, List, Optional, Tuple
-
 import click
 
+from .lazy_group import CommandTable, lazy_group_class
+
 #: subcommand -> (module under xlint.cli, attribute, one-line help for listings)
-PLOTS: Dict[str, Tuple[str, str, str]] = {
+PLOTS: CommandTable = {
     "grad-sim": ("plots_grad_sim", "grad_sim_plot",
                  "Gradient cosine similarity over training, per pair and per layer (Wang et al. 2020, Fig. 3)."),
     "ppl": ("plots_ppl", "ppl_plot", "Validation perplexity per language over training (Wang et al. 2020, Fig. 2)."),
@@ -22,24 +21,6 @@ PLOTS: Dict[str, Tuple[str, str, str]] = {
 }
 
 
-class LazyPlotGroup(click.Group):
-    """A click group whose subcommands come from :data:`PLOTS`, imported when they run."""
-
-    def list_commands(self, ctx: click.Context) -> List[str]:
-        return sorted(PLOTS)
-
-    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
-        if name not in PLOTS:
-            return None
-        module_name, attribute, _ = PLOTS[name]
-        module = importlib.import_module(f"{__package__}.{module_name}")
-        return getattr(module, attribute)
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Figures"):
-            formatter.write_dl([(name, PLOTS[name][2]) for name in self.list_commands(ctx)])
-
-
-@click.group("plot", cls=LazyPlotGroup)
+@click.group("plot", cls=lazy_group_class(PLOTS, section="Figures"))
 def plot() -> None:
     """Draw the papers' figures from xlint runs (PNG and PDF)."""

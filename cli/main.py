@@ -5,17 +5,17 @@ and ``xlint user-dir`` answer at once instead of importing torch and fairseq.
 """
 from __future__ import annotations
 
-import importlib
 import logging
-from typing import Dict, List, Optional, Tuple
 
 import click
 
-# fairseq announces at import that tensorboardX is missing; xlint does not use tensorboard
+from .lazy_group import CommandTable, lazy_group_class
+
+# fairseq's text-to-speech task logs at import: noise for every xlint command
 logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 #: command name -> (module under xlint.cli, attribute, one-line help for listings)
-COMMANDS: Dict[str, Tuple[str, str, str]] = {
+COMMANDS: CommandTable = {
     "preprocess": ("commands_preprocess", "preprocess", "Raw text per language -> fairseq-binarized data."),
     "pretrain": ("commands_pretrain", "pretrain", "Pretrain a multilingual MLM (presets over fairseq-train)."),
     "user-dir": ("commands_pretrain", "user_dir_command", "Print the path to pass as fairseq --user-dir."),
@@ -26,31 +26,12 @@ COMMANDS: Dict[str, Tuple[str, str, str]] = {
     "evaluate": ("commands_finetune", "evaluate", "Per-language downstream scores of a fine-tuned checkpoint."),
     "interpolate": ("commands_interpolate", "interpolate", "Interpolated fine-tuned models (Wu et al. 2022)."),
     "grad-sim": ("commands_grad_sim", "grad_sim", "Gradient similarity between languages of checkpoints (Fig. 3)."),
-    "plot": ("commands_plot", "plot", "Figures: gradient similarity (Fig. 3), perplexity over training (Fig. 2)."),
+    "plot": ("commands_plot", "plot", "Figures: perplexity, gradient similarity, interpolation (PNG + PDF)."),
     "report": ("commands_report", "report", "A paper's table from finished runs, beside the published numbers."),
 }
 
 
-class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
-
-    def list_commands(self, ctx: click.Context) -> List[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
-        if name not in COMMANDS:
-            return None
-        module_name, attribute, _ = COMMANDS[name]
-        module = importlib.import_module(f"{__package__}.{module_name}")
-        return getattr(module, attribute)
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=lazy_group_class(COMMANDS), context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="xlint")
 def cli() -> None:
     """xlint: negative interference and the cross-lingual transfer gap in multilingual MLMs."""
