@@ -43,6 +43,10 @@ fairseq-train makes: the task counts them from the batches it builds
 whole split, exactly as validation does, and writes JSON and a Markdown table;
 the checkpoint must hold exactly the task head its task builds.
 
+Methods (``--method``, Guo et al. 2023; :mod:`.finetune_methods`): ``df`` (default, plain
+fine-tuning), ``fsf`` (fine-tuning slow and fast), ``fs``, ``ff``, ``noisytune`` and the Table 8
+ablations; the method is part of each run's command line (a changed method is a changed run).
+
 The library behind the commands: :mod:`.finetune_inputs` (the data and the
 pretrained checkpoint), :mod:`.finetune_plan` (settings, grid, command lines),
 :mod:`.finetune_run` (running and summarising), :mod:`.finetune_report` (seed
@@ -58,6 +62,7 @@ import click
 
 from ..preprocess.textio import write_json_atomic, write_text_atomic
 from .evaluation import evaluate_checkpoint, evaluation_paths
+from .finetune_methods import METHODS, POLICY_IV_CHOICES, MethodOptions
 from .finetune_plan import SELECTIONS, SETTINGS, FinetuneSpec, parse_list
 from .finetune_report import evaluation_markdown
 from .finetune_run import run_finetune
@@ -103,6 +108,25 @@ from .finetune_run import run_finetune
               help="keep the language-specific modules at their pretrained values (xlm_adapter only)")
 @click.option("--route-languages",
               help="LANG=MODEL_LANG,...: modules for languages the model lacks (xlm_adapter only)")
+@click.option("--method", type=click.Choice(list(METHODS)), default="df", show_default=True,
+              help="Guo et al. (2023): df (plain fine-tuning), fsf (fine-tuning slow and fast), fs, ff, noisytune "
+              "(Wu et al. 2022), or a Table 8 ablation (only-s1, only-s2, s2-to-s1, only-v1, only-v2, v2-to-v1)")
+@click.option("--fsf-c1", type=float, help="K of Policy I (S^I slowed in the fast phase) [0.01]")
+@click.option("--fsf-c2", type=float, help="K of Policy IV (V^II sped up in the slow phase) [10]")
+@click.option("--fsf-r", type=float, help="r in R = max(1 - phi^r, 0) [3]")
+@click.option("--fsf-window", type=click.IntRange(min=1),
+              help="loss window w of the phase detector, in updates [100]; P2 needs at least 2w updates")
+@click.option("--fsf-threshold", type=float, help="fast phase iff the mean loss (nats) fell by more than this [0.1]")
+@click.option("--fsf-s1", help="set spec of S^I, e.g. 1-10:all (items A-B:all|attn|ffn, embeddings, head, none) "
+              "[the depth rule]")
+@click.option("--fsf-s2", help="set spec of S^II [12 layers: 1-4:ffn]")
+@click.option("--fsf-v1", help="set spec of V^I [12 layers: 11-12:all]")
+@click.option("--fsf-v2", help="set spec of V^II [12 layers: 11-12:attn]")
+@click.option("--fsf-policy-iv", type=click.Choice(POLICY_IV_CHOICES),
+              help="Policy IV: auto (on while the top two layers' CKA to the pretrained model falls), on, off "
+              "[auto; off on NER data, as the paper]")
+@click.option("--fsf-cka-interval", type=click.IntRange(min=0), help="updates between CKA probes (auto) [100]")
+@click.option("--noisytune-lambda", type=click.FloatRange(min=0), help="NoisyTune's noise scale lambda [0.15]")
 @click.option("--cpu", is_flag=True, help="train and evaluate on CPU")
 @click.option("--cpu-threads", type=click.IntRange(min=1), help="OMP/MKL threads of the training processes")
 @click.option("--evaluate/--no-evaluate", default=True, show_default=True,
@@ -115,7 +139,11 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
              targets: Optional[str], few_shot: int, select: Optional[str], metric: Optional[str], seeds: str,
              grid: str, batch_sizes: Optional[str], lrs: Optional[str], head_lrs: Optional[str],
              epochs: Optional[int], warmup_ratio: float, max_length: Optional[int], max_train_examples: int,
-             freeze_language_specific: bool, route_languages: Optional[str], cpu: bool, cpu_threads: Optional[int],
+             freeze_language_specific: bool, route_languages: Optional[str], method: str, fsf_c1: Optional[float],
+             fsf_c2: Optional[float], fsf_r: Optional[float], fsf_window: Optional[int],
+             fsf_threshold: Optional[float], fsf_s1: Optional[str], fsf_s2: Optional[str], fsf_v1: Optional[str],
+             fsf_v2: Optional[str], fsf_policy_iv: Optional[str], fsf_cka_interval: Optional[int],
+             noisytune_lambda: Optional[float], cpu: bool, cpu_threads: Optional[int],
              evaluate: bool, dry_run: bool, quiet: bool, verbose: bool, fairseq_args: Tuple[str, ...]) -> None:
     """Fine-tune a pretrained model on DATA (from `xlint data convert`) and evaluate it.
 
@@ -133,7 +161,10 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
         epochs=epochs, warmup_ratio=warmup_ratio, max_length=max_length, max_train_examples=max_train_examples,
         freeze_language_specific=freeze_language_specific, route_languages=route_languages, corpus=corpus, cpu=cpu,
         cpu_threads=cpu_threads, evaluate=evaluate, dry_run=dry_run, quiet=quiet, verbose=verbose,
-        fairseq_args=fairseq_args)
+        fairseq_args=fairseq_args,
+        method=MethodOptions(method=method, c1=fsf_c1, c2=fsf_c2, r=fsf_r, window=fsf_window, threshold=fsf_threshold,
+                             s1=fsf_s1, s2=fsf_s2, v1=fsf_v1, v2=fsf_v2, policy_iv=fsf_policy_iv,
+                             cka_interval=fsf_cka_interval, noisytune_lambda=noisytune_lambda))
     results = run_finetune(spec)
     if dry_run:
         return

@@ -15,6 +15,7 @@ import click
 
 from .fairseq_runner import OptionValue, fairseq_train_command, quiet_loggers
 from .finetune_inputs import check_compatibility, read_ft_meta, read_pretrained
+from .finetune_methods import DEFAULT_NOISYTUNE_LAMBDA, MethodOptions, method_options, noised_checkpoint_path
 
 TASK_NAMES = {"tagging": "xlint_tagging", "classification": "xlint_classification", "qa": "xlint_qa"}
 SETTINGS = ("within", "zero-shot", "few-shot", "bilingual")
@@ -102,6 +103,8 @@ class FinetuneSpec:
     quiet: bool = False
     verbose: bool = False
     fairseq_args: Tuple[str, ...] = ()
+    #: ``--method`` and its options (:mod:`.finetune_methods`)
+    method: MethodOptions = field(default_factory=MethodOptions)
 
 
 @dataclass
@@ -113,6 +116,8 @@ class RunPlan:
     seed: int
     run_dir: Path
     command: List[str]
+    #: NoisyTune: (pretrained checkpoint, noised copy to write before the run, lambda, seed)
+    noised: Optional[Tuple[Path, Path, float, int]] = None
 
 
 def _languages(spec: FinetuneSpec, meta: Dict[str, Any]) -> Tuple[List[str], List[str], List[str]]:
@@ -242,6 +247,13 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
         "find_unused_parameters": True,  # the MLM head and other languages' modules get no gradient
         "log_format": "json", "log_interval": 10, "cpu": spec.cpu,
     })
+    base.update(method_options(spec.method, meta.get("kind"), pretrained.path))
+    noisy_lambda = None
+    if spec.method.method == "noisytune":
+        noisy_lambda = DEFAULT_NOISYTUNE_LAMBDA if spec.method.noisytune_lambda is None else \
+            spec.method.noisytune_lambda
+        if not noisy_lambda >= 0:
+            raise click.BadParameter("lambda must be non-negative", param_hint="--noisytune-lambda")
     runs: List[RunPlan] = []
     updates: Dict[str, int] = {}
     for batch_size in grid["batch_size"]:
@@ -255,6 +267,11 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
                     options = dict(base)
                     options.update({"batch_size": int(batch_size), "lr": lr, "head_lr": head_lr, "seed": seed,
                                     "save_dir": str(run_dir)})
+                    noised = None
+                    if noisy_lambda is not None:
+                        path = noised_checkpoint_path(spec.save_dir, pretrained.path, noisy_lambda, seed)
+                        noised = (pretrained.path, path, noisy_lambda, seed)
+                        options["finetune_from_model"] = str(path)
                     key = str(int(batch_size))  # the learning rates and the seed change no batch
                     if key not in updates:  # counted with a stand-in schedule length, which changes no batch
                         counted = dict(options, total_num_update=1)
@@ -263,11 +280,13 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
                     options.update({"total_num_update": total,
                                     "warmup_updates": int(round(spec.warmup_ratio * total))})
                     command = fairseq_train_command(spec.data, options, spec.fairseq_args)
-                    runs.append(RunPlan(name, int(batch_size), lr, head_lr, seed, run_dir, command))
+                    runs.append(RunPlan(name, int(batch_size), lr, head_lr, seed, run_dir, command, noised))
     info = {"task": task, "kind": meta.get("kind"), "setting": spec.setting, "source": spec.source,
             "train_languages": train, "valid_languages": valid, "test_languages": test,
             "selection": {"metric": best_metric, "rule": rule}, "epochs": epochs, "max_length": max_length,
             "train_updates": updates, "pretrained": str(pretrained.path), "family": pretrained.family,
             "language_specific": pretrained.language_specific, "few_shot": spec.few_shot,
-            "freeze_language_specific": spec.freeze_language_specific}
+            "freeze_language_specific": spec.freeze_language_specific, "method": spec.method.method}
+    if noisy_lambda is not None:
+        info["noisytune_lambda"] = noisy_lambda
     return runs, info

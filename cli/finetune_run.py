@@ -17,6 +17,7 @@ from ..preprocess.textio import write_json_atomic, write_text_atomic
 from .evaluation import evaluate_checkpoint
 from .fairseq_logs import as_float, parse_log_records, validation_history
 from .fairseq_runner import run_command
+from .finetune_methods import write_noised_checkpoint
 from .finetune_plan import FinetuneSpec, RunPlan, plan_runs
 from .finetune_report import aggregate_seeds, mean_std, results_markdown
 
@@ -115,6 +116,10 @@ def train_run(run: RunPlan, index: int, total: int, info: Dict[str, Any], spec: 
                 click.echo(f"[{index}/{total}] {run.name} seed {run.seed}: reusing {summary_file}", err=True)
             return summary
     label = f"{index}/{total} {run.name} seed {run.seed}"
+    if run.noised is not None and not (run.run_dir / "checkpoint_last.pt").is_file():
+        source, noised, lam, seed = run.noised  # a fresh run starts from the noised copy (resumes never do)
+        if write_noised_checkpoint(source, noised, lam, seed) and not spec.quiet:
+            click.echo(f"[{label}] NoisyTune (lambda {lam:g}, seed {seed}): wrote {noised}", err=True)
     click.echo(f"[{label}] + {command_text}", err=True)
     env = {}
     if spec.cpu_threads:

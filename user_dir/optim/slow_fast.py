@@ -267,12 +267,17 @@ class SlowFastController:
         inner.attach_controller(self)
         self._optimizer = inner
 
+    def attach(self, optimizer) -> None:
+        """Attach to ``optimizer`` (once): a resumed run's saved state is loaded into this controller
+        then, so call it before reading the state of a resumed run (e.g. before a CKA probe)."""
+        if self.enabled and (self._optimizer is None or find_xlint_adam(optimizer) is not self._optimizer):
+            self._attach(optimizer)
+
     def before_update(self, optimizer, update_num: int) -> Dict[str, float]:
         """Set the multipliers of this update on the optimizer and log them; return ``{tag: K}``."""
         if not self.enabled:
             return {}
-        if self._optimizer is None or find_xlint_adam(optimizer) is not self._optimizer:
-            self._attach(optimizer)
+        self.attach(optimizer)
         multipliers = self.multipliers()
         self._optimizer.set_lr_multipliers(multipliers)
         phase = self.detector.phase

@@ -16,7 +16,16 @@ generator seeded with ``stable_seed("head", HEAD_NAME, --seed)``):
   parameter at its pretrained value (default: fine-tune everything, as Wang et
   al. 2020 do);
 * head parameters are tagged ``param_group = "head"`` so that the ``xlint_adam``
-  optimizer can give them their own learning rate (``--head-lr``).
+  optimizer can give them their own learning rate (``--head-lr``);
+* fine-tuning slow and fast (Guo et al. 2023, :mod:`..optim.slow_fast`): every
+  ``--slow-fast-*`` option of :class:`~..optim.slow_fast.SlowFastConfig`; the default
+  ``--slow-fast-preset df`` is plain fine-tuning (no tag, no multiplier, nothing logged).
+  The sets are tagged at the end of ``build_model`` (after the head and the freezing), the
+  multipliers set before each step, the loss fed after each update.  Policy IV ``auto``'s CKA
+  probe compares the model with a frozen copy of the pretrained weights
+  (``--slow-fast-reference CKPT``, normally the ``--finetune-from-model`` file; without it, the
+  model as it is at update 0 of a fresh run), loaded only when the first probe is due, on the
+  first batch of that update; the probe's outcome travels in the optimizer state (resumes).
 
 Splits: ``train`` = the ``train`` files of ``--train-languages`` (plus, with
 ``--few-shot M``, M examples taken out of the dev file of every
@@ -33,6 +42,7 @@ Criteria (:mod:`..criterions`) put their predictions into the logging output, so
 their outputs are gathered (never summed) across data-parallel workers: the CLI
 raises ``--all-gather-list-size`` for that.
 """
+import copy
 import logging
 import os
 from dataclasses import dataclass, field
@@ -41,7 +51,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from fairseq import utils
 from fairseq.data import Dictionary
-from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 from fairseq.tasks import FairseqTask
 from omegaconf import II, MISSING
@@ -62,6 +71,7 @@ from ..data.finetune_data import (
 )
 from ..analysis.seeding import stable_seed
 from ..models.task_heads import HEAD_PARAM_GROUP
+from ..optim.slow_fast import SlowFastConfig, SlowFastTaskMixin, top_layers_cka
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +81,7 @@ TARGET_AVERAGE = "tgt_avg"
 
 
 @dataclass
-class FinetuneConfig(FairseqDataclass):
+class FinetuneConfig(SlowFastConfig):
     data: str = field(default=MISSING, metadata={"help": "folder written by `xlint data convert`"})
     train_languages: str = field(
         default="", metadata={"help": "comma-separated languages whose train split is trained on "
@@ -103,11 +113,20 @@ class FinetuneConfig(FairseqDataclass):
     max_train_examples: int = field(
         default=0, metadata={"help": "use at most this many training examples per training language, "
                                      "a fixed random subset (0: all)"})
+    slow_fast_reference: str = field(
+        default="", metadata={"help": "pretrained checkpoint whose weights the Policy IV CKA probes compare "
+                                      "with (--slow-fast-policy-iv auto; normally the --finetune-from-model "
+                                      "file; default: the model at update 0 of a fresh run)"})
     seed: int = II("common.seed")
 
 
-class FinetuneTask(FairseqTask):
-    """Shared data, routing, head and metric logic; subclasses define examples and scores."""
+class FinetuneTask(SlowFastTaskMixin, FairseqTask):
+    """Shared data, routing, head and metric logic; subclasses define examples and scores.
+
+    Fine-tuning slow and fast comes from :class:`SlowFastTaskMixin` (its ``optimizer_step`` and
+    ``reduce_metrics``); the sets are tagged here, once the head exists and frozen parameters are
+    frozen, so :meth:`build_model` skips the mixin's own.
+    """
 
     #: value of ``task`` in FT/meta.json that the subclass reads
     TASK = ""
@@ -135,6 +154,9 @@ class FinetuneTask(FairseqTask):
         self.model_languages: Optional[List[str]] = None
         self.has_language_modules = True
         self.effective_max_length = cfg.max_length
+        self._model_cfg = None
+        self._cka_reference: Optional[torch.nn.Module] = None
+        self._last_probe_update = -1
 
     @classmethod
     def setup_task(cls, cfg: FinetuneConfig, **kwargs):
@@ -164,7 +186,7 @@ class FinetuneTask(FairseqTask):
         raise NotImplementedError
 
     def build_model(self, cfg, from_checkpoint: bool = False):
-        model = super().build_model(cfg, from_checkpoint)
+        model = FairseqTask.build_model(self, cfg, from_checkpoint)  # the sets are tagged below
         if not hasattr(model, "register_head"):
             raise ValueError("xlint's fine-tuning tasks need an xlm_adapter (--arch xlm_adapter*) or "
                              "xlint_roberta (XLM-R, --arch xlint_roberta) model")
@@ -190,7 +212,58 @@ class FinetuneTask(FairseqTask):
             logger.info("froze %d language-specific parameters", frozen)
         self.model_languages = list(model.languages)
         self.effective_max_length = min(self.cfg.max_length, model.max_positions())
+        self._model_cfg = cfg
+        self.slow_fast.tag_parameters(model)
         return model
+
+    # ------------------------------------------------------------------ Policy IV probes
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if self.slow_fast.enabled and "IV" in self.slow_fast.preset:
+            self.slow_fast.attach(optimizer)  # a resumed run's Policy IV state decides the probes
+        if (not ignore_grad and update_num != self._last_probe_update
+                and self.slow_fast.wants_cka_probe(update_num)):
+            self._last_probe_update = update_num  # once per update (the first of its micro-batches)
+            self.cka_probe(model, sample)
+        elif update_num == 0 and self._cka_reference is None and not self.cfg.slow_fast_reference \
+                and self.slow_fast.enabled and "IV" in self.slow_fast.preset \
+                and str(self.cfg.slow_fast_policy_iv) == "auto" and self.cfg.slow_fast_cka_interval > 0:
+            self._cka_reference = _frozen_copy(_unwrap(model))  # the pretrained weights (fresh run)
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def cka_reference(self, model) -> torch.nn.Module:
+        """The frozen pretrained copy of ``model`` the probes compare with (loaded once)."""
+        if self._cka_reference is not None:
+            return self._cka_reference
+        path = self.cfg.slow_fast_reference
+        if not path:
+            raise RuntimeError("fine-tuning slow and fast: a resumed run with --slow-fast-policy-iv auto needs "
+                               "--slow-fast-reference (the pretrained checkpoint) for its CKA probes")
+        from fairseq import checkpoint_utils
+
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+        reference = _frozen_copy(model)
+        reference.load_state_dict(state["model"], strict=True, model_cfg=self._model_cfg)
+        reference.to(next(model.parameters()).device)
+        self._cka_reference = reference
+        return reference
+
+    def cka_probe(self, model, sample) -> float:
+        """One Policy IV probe on ``sample``: the top two layers' CKA to the pretrained copy, given to
+        the controller (averaged over data-parallel workers so that every rank decides alike)."""
+        inner = _unwrap(model)
+        net_input = dict(sample["net_input"])
+        tokens = net_input.pop("src_tokens")
+        value = top_layers_cka(inner, self.cka_reference(inner), tokens, self.dictionary.pad(), **net_input)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            total = torch.tensor([value], dtype=torch.float64, device=tokens.device)
+            torch.distributed.all_reduce(total)
+            value = float(total.item()) / torch.distributed.get_world_size()
+        active = self.slow_fast.observe_cka(value)
+        metrics.log_scalar("fsf_cka", value, priority=2007)
+        logger.info("Policy IV probe at update %d: top-layer CKA %.6f, Policy IV %s", self._last_probe_update,
+                    value, "on" if active else "off")
+        return value
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
         # no --data-buffer-size thread: it makes fairseq-train abort at exit (status 134) about one
@@ -326,6 +399,20 @@ class FinetuneTask(FairseqTask):
     def prediction_records(self, items: Sequence[Any], dataset: FinetuneDataset) -> List[Dict[str, Any]]:
         """One JSON-able record per example with its prediction (for ``xlint evaluate --predictions``)."""
         raise NotImplementedError
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside fairseq's data-parallel wrappers."""
+    while hasattr(model, "module") and isinstance(getattr(model, "module"), torch.nn.Module):
+        model = model.module
+    return model
+
+
+def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    reference = copy.deepcopy(model).eval()
+    for param in reference.parameters():
+        param.requires_grad_(False)
+    return reference
 
 
 def _average(score_dicts) -> Dict[str, float]:
