@@ -93,6 +93,8 @@ class FinetuneSpec:
     max_length: Optional[int] = None
     max_train_examples: int = 0
     freeze_language_specific: bool = False
+    #: a set spec of weights kept at their pretrained values (``--freeze``, e.g. ``1-4:attn``)
+    freeze_weights: Optional[str] = None
     route_languages: Optional[str] = None
     corpus: Optional[Path] = None
     cpu: bool = False
@@ -238,6 +240,7 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
         "few_shot": spec.few_shot or None,
         "max_train_examples": spec.max_train_examples or None,
         "freeze_language_specific": spec.freeze_language_specific,
+        "freeze_weights": spec.freeze_weights or None,
         "route_languages": spec.route_languages or None,
         "finetune_from_model": str(pretrained.path),
         "optimizer": "xlint_adam", "adam_betas": "(0.9,0.999)", "adam_eps": 1e-8, "clip_norm": 1.0,

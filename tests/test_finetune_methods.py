@@ -372,3 +372,32 @@ def test_noisytune_run_starts_from_the_noised_weights_and_resumes_without_noisin
     resumed = torch.load(run / "checkpoint_last.pt", weights_only=False)
     assert all(torch.equal(resumed["model"][k], loaded[k]) for k in loaded if not k.startswith("heads."))
     assert resumed["optimizer_history"][-1]["num_updates"] == 2
+
+
+def test_freeze_weights_freezes_exactly_the_named_sublayers(tmp_path):
+    from xlint.user_dir.models import layer_groups
+
+    task, model, _ = _tagging_task(tmp_path, freeze_weights="2-3:attn,embeddings")
+    embeddings = set(layer_groups.embedding_parameters(model))
+    for name, param in model.named_parameters():
+        address = layer_groups.address_of_parameter(model, name)
+        expected = name in embeddings or (address is not None and address[0] in (1, 2) and address[1] == "attn")
+        assert param.requires_grad == (not expected), name
+    with pytest.raises(ValueError, match="--freeze-weights 5-6:all"):
+        _tagging_task(tmp_path, freeze_weights="5-6:all")
+
+
+@pytest.mark.slow
+def test_frozen_weights_stay_bit_identical_in_a_run(ft, tmp_path):
+    from test_finetune_support import finetune_cli
+
+    save = tmp_path / "frozen"
+    finetune_cli(ft.converted["pos"], save, "--pretrained", str(ft.checkpoint), "--source", "en", *COMMON,
+                 "--epochs", "1", "--freeze", "1:attn")
+    pretrained = torch.load(ft.checkpoint, weights_only=False)["model"]
+    tuned = torch.load(save / "bs16-lr0.001" / "seed1" / "checkpoint_last.pt", weights_only=False)["model"]
+    frozen = [k for k in tuned if k.startswith("encoder.layers.0.self_attn")]
+    assert len(frozen) >= 4
+    assert all(torch.equal(tuned[k], pretrained[k]) for k in frozen)
+    moved = [k for k in tuned if k.startswith("encoder.layers.0.fc1") or k.startswith("encoder.layers.1.self_attn")]
+    assert moved and all(not torch.equal(tuned[k], pretrained[k]) for k in moved)

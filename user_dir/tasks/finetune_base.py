@@ -113,6 +113,10 @@ class FinetuneConfig(SlowFastConfig):
     max_train_examples: int = field(
         default=0, metadata={"help": "use at most this many training examples per training language, "
                                      "a fixed random subset (0: all)"})
+    freeze_weights: str = field(
+        default="", metadata={"help": "keep these weights at their pretrained values: a set spec as "
+                                      "--slow-fast-s1's (e.g. 1-4:all, 1-4:attn, 1-4:ffn, embeddings), the "
+                                      "layers' language-specific modules included (default: none)"})
     slow_fast_reference: str = field(
         default="", metadata={"help": "pretrained checkpoint whose weights the Policy IV CKA probes compare "
                                       "with (--slow-fast-policy-iv auto; normally the --finetune-from-model "
@@ -210,11 +214,36 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
                     param.requires_grad_(False)
                     frozen += param.numel()
             logger.info("froze %d language-specific parameters", frozen)
+        if self.cfg.freeze_weights:
+            self.freeze_weights(model, self.cfg.freeze_weights)
         self.model_languages = list(model.languages)
         self.effective_max_length = min(self.cfg.max_length, model.max_positions())
         self._model_cfg = cfg
         self.slow_fast.tag_parameters(model)
         return model
+
+    @staticmethod
+    def freeze_weights(model, spec: str) -> List[str]:
+        """Freeze (``requires_grad = False``) the parameters of the set ``spec`` (Guo et al. 2023's
+        Table 1 analyses: ``1-4:all``, ``1-4:attn``, ``1-4:ffn``); return their names."""
+        from ..analysis.slow_fast_sets import parse_set_spec
+        from ..optim.slow_fast import locate_parameters
+
+        num_layers, locations = locate_parameters(model)
+        try:
+            weights = parse_set_spec(spec, num_layers)
+        except ValueError as error:
+            raise ValueError(f"--freeze-weights {spec}: {error}") from None
+        frozen = [name for name, param in model.named_parameters()
+                  if weights.contains(locations[name], include_language_specific=True)]
+        if not frozen:
+            raise ValueError(f"--freeze-weights {spec}: no parameter of the model is in this set")
+        params = dict(model.named_parameters())
+        for name in frozen:
+            params[name].requires_grad_(False)
+        logger.info("--freeze-weights %s: froze %d parameters in %d tensors", spec,
+                    sum(params[name].numel() for name in frozen), len(frozen))
+        return frozen
 
     # ------------------------------------------------------------------ Policy IV probes
 
