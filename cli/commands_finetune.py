@@ -109,6 +109,9 @@ from .finetune_run import run_finetune
 @click.option("--freeze", "freeze_weights",
               help="LAYERS:SUBLAYER,...: keep these weights at their pretrained values (Guo et al. Table 1: "
               "1-4:all, 1-4:attn, 1-4:ffn; also embeddings), the layers' language-specific modules included")
+@click.option("--reinit", "reinit_weights",
+              help="LAYERS:SUBLAYER,...: re-initialise these pretrained weights before the first update (Guo et "
+              "al. Table 6: 1-4:all, 1-4:attn, 1-4:ffn; BERT's init, seeded by the run's seed)")
 @click.option("--route-languages",
               help="LANG=MODEL_LANG,...: modules for languages the model lacks (xlm_adapter only)")
 @click.option("--method", type=click.Choice(list(METHODS)), default="df", show_default=True,
@@ -142,7 +145,8 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
              targets: Optional[str], few_shot: int, select: Optional[str], metric: Optional[str], seeds: str,
              grid: str, batch_sizes: Optional[str], lrs: Optional[str], head_lrs: Optional[str],
              epochs: Optional[int], warmup_ratio: float, max_length: Optional[int], max_train_examples: int,
-             freeze_language_specific: bool, freeze_weights: Optional[str], route_languages: Optional[str],
+             freeze_language_specific: bool, freeze_weights: Optional[str],
+             reinit_weights: Optional[str], route_languages: Optional[str],
              method: str, fsf_c1: Optional[float],
              fsf_c2: Optional[float], fsf_r: Optional[float], fsf_window: Optional[int],
              fsf_threshold: Optional[float], fsf_s1: Optional[str], fsf_s2: Optional[str], fsf_v1: Optional[str],
@@ -163,7 +167,7 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
         seeds=parse_list(seeds, int, "--seeds") or [1], batch_sizes=parse_list(batch_sizes, int, "--batch-size"),
         lrs=parse_list(lrs, float, "--lr"), head_lrs=parse_list(head_lrs, float, "--head-lr"), grid=grid,
         epochs=epochs, warmup_ratio=warmup_ratio, max_length=max_length, max_train_examples=max_train_examples,
-        freeze_language_specific=freeze_language_specific, freeze_weights=freeze_weights,
+        freeze_language_specific=freeze_language_specific, freeze_weights=freeze_weights, reinit_weights=reinit_weights,
         route_languages=route_languages, corpus=corpus, cpu=cpu,
         cpu_threads=cpu_threads, evaluate=evaluate, dry_run=dry_run, quiet=quiet, verbose=verbose,
         fairseq_args=fairseq_args,

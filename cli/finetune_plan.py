@@ -95,6 +95,8 @@ class FinetuneSpec:
     freeze_language_specific: bool = False
     #: a set spec of weights kept at their pretrained values (``--freeze``, e.g. ``1-4:attn``)
     freeze_weights: Optional[str] = None
+    #: a set spec of weights re-initialised before the first update (``--reinit``, e.g. ``1-4:all``)
+    reinit_weights: Optional[str] = None
     route_languages: Optional[str] = None
     corpus: Optional[Path] = None
     cpu: bool = False
@@ -241,6 +243,7 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
         "max_train_examples": spec.max_train_examples or None,
         "freeze_language_specific": spec.freeze_language_specific,
         "freeze_weights": spec.freeze_weights or None,
+        "reinit_weights": spec.reinit_weights or None,
         "route_languages": spec.route_languages or None,
         "finetune_from_model": str(pretrained.path),
         "optimizer": "xlint_adam", "adam_betas": "(0.9,0.999)", "adam_eps": 1e-8, "clip_norm": 1.0,

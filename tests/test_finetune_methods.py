@@ -401,3 +401,61 @@ def test_frozen_weights_stay_bit_identical_in_a_run(ft, tmp_path):
     assert all(torch.equal(tuned[k], pretrained[k]) for k in frozen)
     moved = [k for k in tuned if k.startswith("encoder.layers.0.fc1") or k.startswith("encoder.layers.1.self_attn")]
     assert moved and all(not torch.equal(tuned[k], pretrained[k]) for k in moved)
+    from click.testing import CliRunner
+
+    from xlint.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["finetune", str(ft.converted["pos"]), "--save-dir", str(tmp_path / "dry"),
+                                      "--pretrained", str(ft.checkpoint), "--source", "en", "--dry-run",
+                                      "--reinit", "1-2:ffn", "--freeze", "1:attn"])
+    assert result.exit_code == 0 and "--reinit-weights 1-2:ffn" in result.output, result.output
+    assert "--freeze-weights 1:attn" in result.output
+    result = CliRunner().invoke(cli, ["finetune", str(ft.converted["pos"]), "--save-dir", str(tmp_path / "bad"),
+                                      "--pretrained", str(ft.checkpoint), "--source", "en", "--dry-run",
+                                      "--freeze", "7:attn"])
+    assert result.exit_code != 0 and "--freeze-weights 7:attn" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_reinit_weights_redraws_exactly_the_named_weights_seeded_before_the_first_update_only(tmp_path):
+    from fairseq import optim
+
+    from xlint.user_dir.models import layer_groups
+
+    task, model, cfg = _tagging_task(tmp_path, reinit_weights="3:ffn")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dataset = task.load_dataset("train")
+    sample = dataset.collater([dataset[i] for i in range(4)])
+    criterion = task.build_criterion(cfg.criterion)
+    optimizer = optim.build_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad])
+    task.train_step(sample, model, criterion, optimizer, 0)
+    named = {n: p for n, p in model.named_parameters()}
+    chosen = [n for n in named if layer_groups.address_of_parameter(model, n) == (2, "ffn")]
+    assert chosen
+    for name, param in named.items():
+        if name not in chosen:
+            assert torch.equal(param, before[name]), name
+        elif param.dim() >= 2:
+            assert not torch.equal(param, before[name]) and param.std().item() == pytest.approx(0.02, rel=0.15)
+            generator = torch.Generator().manual_seed(
+                _seed(name, 1))
+            assert torch.equal(param, torch.randn(param.shape, generator=generator) * 0.02), name
+        elif name.endswith("bias"):
+            assert torch.count_nonzero(param) == 0
+        else:
+            assert torch.all(param == 1)
+    snapshot = {k: v.clone() for k, v in model.state_dict().items()}
+    task.train_step(sample, model, criterion, optimizer, 0)  # a second micro-batch of update 0: no re-draw
+    assert all(torch.equal(v, snapshot[k]) for k, v in model.state_dict().items())
+    resumed, model2, _ = _tagging_task(tmp_path, reinit_weights="3:ffn")
+    snapshot = {k: v.clone() for k, v in model2.state_dict().items()}
+    resumed.train_step(sample, model2, criterion, optimizer, 5)  # a resumed run: never re-initialised
+    assert all(torch.equal(v, snapshot[k]) for k, v in model2.state_dict().items())
+    with pytest.raises(ValueError, match="--reinit-weights 9:all"):
+        task.reinit_weights(model, "9:all", 1)
+
+
+def _seed(name: str, seed: int) -> int:
+    from xlint.user_dir.analysis.seeding import stable_seed
+
+    return stable_seed("reinit", name, seed) & ((1 << 63) - 1)

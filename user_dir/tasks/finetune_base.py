@@ -117,6 +117,10 @@ class FinetuneConfig(SlowFastConfig):
         default="", metadata={"help": "keep these weights at their pretrained values: a set spec as "
                                       "--slow-fast-s1's (e.g. 1-4:all, 1-4:attn, 1-4:ffn, embeddings), the "
                                       "layers' language-specific modules included (default: none)"})
+    reinit_weights: str = field(
+        default="", metadata={"help": "re-initialise these pretrained weights before the first update of a "
+                                      "fresh run (a set spec, e.g. 1-4:attn; BERT's init, seeded by --seed and "
+                                      "the name; language-specific modules excluded; default: none)"})
     slow_fast_reference: str = field(
         default="", metadata={"help": "pretrained checkpoint whose weights the Policy IV CKA probes compare "
                                       "with (--slow-fast-policy-iv auto; normally the --finetune-from-model "
@@ -161,6 +165,7 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
         self._model_cfg = None
         self._cka_reference: Optional[torch.nn.Module] = None
         self._last_probe_update = -1
+        self._reinit_done = False
 
     @classmethod
     def setup_task(cls, cfg: FinetuneConfig, **kwargs):
@@ -245,6 +250,44 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
                     sum(params[name].numel() for name in frozen), len(frozen))
         return frozen
 
+    @staticmethod
+    @torch.no_grad()
+    def reinit_weights(model, spec: str, seed: int) -> List[str]:
+        """Re-initialise the parameters of the set ``spec`` (Guo et al. 2023's Table 6:
+        ``1-4:all``, ``1-4:attn``, ``1-4:ffn``) as BERT's init (fairseq's ``init_bert_params``, the
+        init of both model families): matrices ``N(0, 0.02)`` (an embedding's padding row 0),
+        biases 0, layer-norm weights 1; each from a generator seeded with ``(seed, name)``.
+        Language-specific modules keep their weights.  Returns the names."""
+        from ..analysis.slow_fast_sets import parse_set_spec
+        from ..optim.slow_fast import locate_parameters
+
+        num_layers, locations = locate_parameters(model)
+        try:
+            weights = parse_set_spec(spec, num_layers)
+        except ValueError as error:
+            raise ValueError(f"--reinit-weights {spec}: {error}") from None
+        names = [name for name, _ in model.named_parameters() if weights.contains(locations[name])]
+        if not names:
+            raise ValueError(f"--reinit-weights {spec}: no parameter of the model is in this set")
+        params = dict(model.named_parameters())
+        padding = {f"{name}.weight": module.padding_idx for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Embedding) and module.padding_idx is not None}
+        for name in names:
+            param = params[name]
+            if param.dim() >= 2:
+                generator = torch.Generator().manual_seed(stable_seed("reinit", name, seed) & ((1 << 63) - 1))
+                value = torch.randn(param.shape, generator=generator, dtype=torch.float32) * 0.02
+                if name in padding:
+                    value[padding[name]] = 0
+                param.copy_(value.to(param.dtype))
+            elif name.endswith("bias"):
+                param.zero_()
+            else:  # a layer norm's weight
+                param.fill_(1.0)
+        logger.info("--reinit-weights %s: re-initialised %d tensors (%d parameters)", spec, len(names),
+                    sum(params[name].numel() for name in names))
+        return names
+
     # ------------------------------------------------------------------ Policy IV probes
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
@@ -258,6 +301,12 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
                 and self.slow_fast.enabled and "IV" in self.slow_fast.preset \
                 and str(self.cfg.slow_fast_policy_iv) == "auto" and self.cfg.slow_fast_cka_interval > 0:
             self._cka_reference = _frozen_copy(_unwrap(model))  # the pretrained weights (fresh run)
+        if self.cfg.reinit_weights and update_num == 0 and not self._reinit_done:
+            if getattr(optimizer, "fp32_params", None) is not None:
+                raise RuntimeError("--reinit-weights: fairseq's --fp16 keeps fp32 master copies made before "
+                                   "the re-initialisation; use --memory-efficient-fp16, --bf16 or --amp")
+            self.reinit_weights(_unwrap(model), self.cfg.reinit_weights, int(self.cfg.seed))
+        self._reinit_done = True  # only before the first update of a fresh run, never on resume
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     def cka_reference(self, model) -> torch.nn.Module:
