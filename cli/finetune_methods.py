@@ -35,6 +35,8 @@ METHODS: Dict[str, Optional[str]] = {
     "only-v1": "only_v1", "only-v2": "only_v2", "v2-to-v1": "v2_to_v1",
 }
 POLICY_IV_CHOICES = ("auto", "on", "off")
+#: methods whose preset has no Policy IV (no probe, no reference needed)
+WITHOUT_POLICY_IV = ("fs",)
 DEFAULT_NOISYTUNE_LAMBDA = 0.15
 NOISED_DIR = "noisytune"
 #: state-dict entries that are not parameters (fairseq's dtype probes, version counters)
@@ -92,6 +94,11 @@ def method_options(options: MethodOptions, kind: Optional[str], pretrained: Path
         value = getattr(options, name)
         if value is not None:
             out[option] = value
+    if options.method in WITHOUT_POLICY_IV:
+        if options.policy_iv is not None or options.cka_interval is not None:
+            raise click.BadParameter(f"{options.method} has no Policy IV",
+                                     param_hint="--fsf-policy-iv" if options.policy_iv else "--fsf-cka-interval")
+        return out
     policy_iv = options.policy_iv or ("off" if kind == "ner" else "auto")
     if policy_iv not in POLICY_IV_CHOICES:
         raise click.BadParameter(f"one of {', '.join(POLICY_IV_CHOICES)}", param_hint="--fsf-policy-iv")

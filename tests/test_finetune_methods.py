@@ -51,6 +51,10 @@ def test_methods_map_to_the_task_presets_and_df_adds_nothing(tmp_path):
     from xlint.cli.finetune_methods import METHODS
 
     assert {p for p in METHODS.values() if p} == set(PRESETS) - {"df"}
+    from xlint.cli.finetune_methods import WITHOUT_POLICY_IV
+
+    assert {m for m, p in METHODS.items() if p and "IV" not in PRESETS[p]} == set(WITHOUT_POLICY_IV)
+    assert method_options(MethodOptions("fs", c1=0.5), "pos", ckpt) == {"slow_fast_preset": "fs", "slow_fast_c1": 0.5}
 
 
 @pytest.mark.parametrize("options, hint", [
@@ -59,6 +63,7 @@ def test_methods_map_to_the_task_presets_and_df_adds_nothing(tmp_path):
     (MethodOptions("fsf", noisytune_lambda=0.1), "--noisytune-lambda"),
     (MethodOptions("df", noisytune_lambda=0.1), "--noisytune-lambda"),
     (MethodOptions("nope"), "--method"),
+    (MethodOptions("fs", policy_iv="on"), "--fsf-policy-iv"),
 ])
 def test_options_of_another_method_are_refused(tmp_path, options, hint):
     with pytest.raises(click.BadParameter) as error:
