@@ -33,7 +33,8 @@ and TPUs, which reduce them once per log interval, are not supported.)
 **Policy IV probes** (``auto``): :func:`top_layers_cka` measures the top two layers' linear CKA
 between the current and a frozen pretrained copy on the current batch; the task calls it when
 :meth:`SlowFastController.wants_cka_probe` says so and passes the value to
-:meth:`SlowFastController.observe_cka` (keeping the frozen copy is the task's part, still to do).
+:meth:`SlowFastController.observe_cka` (the frozen copy is kept by the task:
+:class:`..tasks.finetune_base.FinetuneTask`).
 
 **Checkpoints**: the controller's state (detector, Policy IV switch) is saved inside
 ``xlint_adam``'s state (fairseq restores optimizer state on resume, not task state), so a
@@ -50,7 +51,8 @@ interval's updates in P1), ``fsf_phi``, ``fsf_R``, ``fsf_policy_iv`` (1 if Polic
 (the effective rate of each optimizer group: ``body``, ``head``, ``I``, ``I_II``, ...).
 
 **Integration** (:class:`SlowFastTaskMixin`): ``class T(SlowFastTaskMixin, SomeTask)`` with a
-config that also inherits :class:`SlowFastConfig`.  ``FinetuneTask`` does not use it yet.
+config that also inherits :class:`SlowFastConfig`; xlint's fine-tuning tasks
+(:class:`..tasks.finetune_base.FinetuneTask`) do, and ``xlint finetune --method`` sets the preset.
 
 Layers and sublayers come from the layer interface of both model families,
 :mod:`..models.layer_groups` (``xlm_adapter`` and fairseq's RoBERTa/XLM-R, ``xlint_roberta``):
