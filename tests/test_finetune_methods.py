@@ -133,7 +133,11 @@ def test_unreadable_checkpoint_is_one_line_and_writes_nothing(tmp_path):
 # --------------------------------------------------------------------------- the task (in process)
 
 
-def _tagging_task(tmp_path: Path, **overrides):
+ADAPTER = ("--arch", "xlm_adapter", "--model-languages", "en")
+ROBERTA = ("--arch", "xlint_roberta", "--max-positions", "64")
+
+
+def _tagging_task(tmp_path: Path, arch=ADAPTER, **overrides):
     """An xlint_tagging task on a tiny hand-written data folder, and its 4-layer xlm_adapter model."""
     from omegaconf import OmegaConf
 
@@ -160,9 +164,9 @@ def _tagging_task(tmp_path: Path, **overrides):
         (data / "en").mkdir()
         for split in ("train", "dev"):
             (data / "en" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    argv = [str(data), "--task", "xlint_tagging", "--arch", "xlm_adapter", "--encoder-layers", "4",
+    argv = [str(data), "--task", "xlint_tagging", *arch, "--encoder-layers", "4",
             "--encoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32", "--encoder-attention-heads", "2",
-            "--model-languages", "en", "--criterion", "xlint_tagging", "--optimizer", "xlint_adam", "--lr", "1e-3",
+            "--criterion", "xlint_tagging", "--optimizer", "xlint_adam", "--lr", "1e-3",
             "--cpu", "--seed", "1"]
     for key, value in overrides.items():
         argv += ["--" + key.replace("_", "-"), str(value)]
@@ -195,11 +199,13 @@ def test_df_is_plain_finetuning(tmp_path):
     assert not task.slow_fast.wants_cka_probe(100)
 
 
-def test_fsf_tags_the_sets_of_a_finetuning_model_after_its_head_and_freezing(tmp_path):
-    task, model, _ = _tagging_task(tmp_path, slow_fast_preset="fsf")
+@pytest.mark.parametrize("arch, prefix", [(ADAPTER, "encoder.layers"), (ROBERTA, "encoder.sentence_encoder.layers")],
+                         ids=["xlm_adapter", "xlint_roberta"])
+def test_fsf_tags_the_sets_of_a_finetuning_model_after_its_head_and_freezing(tmp_path, arch, prefix):
+    task, model, _ = _tagging_task(tmp_path, arch=arch, slow_fast_preset="fsf")
     by_name = {n: getattr(p, "param_group", "") for n, p in model.named_parameters()}
     # 4 layers, proportional rule: V = top 1 layer, S^II = bottom round(4/3) = 1 layer's FFN, S^I = layers 1-3
-    layer = {k: [t for n, t in by_name.items() if n.startswith(f"encoder.layers.{k}.")] for k in range(4)}
+    layer = {k: [t for n, t in by_name.items() if n.startswith(f"{prefix}.{k}.")] for k in range(4)}
     assert set(layer[0]) == {"fsf.I", "fsf.I+fsf.II"} and set(layer[1]) == {"fsf.I"} == set(layer[2])
     assert set(layer[3]) == {"fsf.III", "fsf.III+fsf.IV"}
     assert {t for n, t in by_name.items() if n.startswith("heads.")} == {"head"}
