@@ -25,7 +25,10 @@ generator seeded with ``stable_seed("head", HEAD_NAME, --seed)``):
   probe compares the model with a frozen copy of the pretrained weights
   (``--slow-fast-reference CKPT``, normally the ``--finetune-from-model`` file; without it, the
   model as it is at update 0 of a fresh run), loaded only when the first probe is due, on the
-  first batch of that update; the probe's outcome travels in the optimizer state (resumes).
+  first batch of that update; the probe's outcome travels in the optimizer state (resumes);
+* Guo et al.'s analyses: ``--freeze-weights SPEC`` keeps a set of weights (the slow-fast set
+  spec, e.g. ``1-4:attn``) at its pretrained values; ``--reinit-weights SPEC`` re-initialises
+  one (BERT's init, seeded) before the first update of a fresh run, never on resume.
 
 Splits: ``train`` = the ``train`` files of ``--train-languages`` (plus, with
 ``--few-shot M``, M examples taken out of the dev file of every
