@@ -1,5 +1,5 @@
 # make demo : set up .venv if needed, fetch the pinned real data, run the demo
-# make test : set up .venv if needed, the style check (ruff), then the whole test suite (what CI runs)
+# make test : set up .venv if needed, the style check (ruff), then the whole test suite on every core (what CI runs)
 # make test-fast : the same without the slow tests (fairseq-train runs, several processes, the wheel) and downloads
 VENV ?= .venv
 PYTHON ?= python3
@@ -20,10 +20,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile tests
 
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m "not slow and not network" tests
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile -m "not slow and not network" tests
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_pretrain_throughput.py

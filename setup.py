@@ -64,6 +64,6 @@ setup(
         "matplotlib",
         "tensorboardX",  # fairseq-train --tensorboard-logdir
     ],
-    extras_require={"test": ["pytest", "ruff==0.17.6"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "ruff==0.17.6"]},
     entry_points={"console_scripts": ["xlint=xlint.cli.main:main"]},
 )
