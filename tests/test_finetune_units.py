@@ -433,3 +433,17 @@ def test_finetune_dry_run_composes_the_settings(ft, tmp_path):
     result = CliRunner().invoke(cli, ["finetune", str(ft.converted["pos"]), "--pretrained", str(ft.checkpoint),
                                       "--save-dir", str(tmp_path / "r"), "--dry-run", "--source", "de"])
     assert result.exit_code != 0 and "de is not in" in result.output
+
+
+def test_saved_metrics_with_a_predictions_meter_load_again():
+    """A checkpoint saved mid-epoch holds the train meters; fairseq rebuilds them by class name."""
+    from fairseq.logging.meters import MetersDict
+
+    from xlint.user_dir.data.finetune_data import PredictionsMeter
+
+    saved = MetersDict()
+    saved.add_meter("predictions_en", PredictionsMeter(), 0)
+    saved["predictions_en"].update([1, 2])
+    loaded = MetersDict()
+    loaded.load_state_dict(saved.state_dict())
+    assert isinstance(loaded["predictions_en"], PredictionsMeter) and loaded["predictions_en"].items == []

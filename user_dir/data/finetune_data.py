@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
+from fairseq.logging import meters as fairseq_meters
 from fairseq.logging.meters import Meter
 
 from ..analysis.seeding import stable_seed
@@ -282,3 +283,9 @@ class PredictionsMeter(Meter):
         if self.cache is None or self.cache[0] != len(self.items):
             self.cache = (len(self.items), score_fn(self.items))
         return self.cache[1]
+
+
+# fairseq's MetersDict.load_state_dict rebuilds every meter of a checkpoint's saved metrics by
+# class name, looked up in fairseq.logging.meters' namespace: without this, a run saved in the
+# middle of an epoch (whose train meters hold a PredictionsMeter) cannot resume (KeyError).
+fairseq_meters.PredictionsMeter = PredictionsMeter  # type: ignore[attr-defined]
