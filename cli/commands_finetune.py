@@ -109,6 +109,9 @@ from .finetune_run import run_finetune
 @click.option("--freeze", "freeze_weights",
               help="LAYERS:SUBLAYER,...: keep these weights at their pretrained values (Guo et al. Table 1: "
               "1-4:all, 1-4:attn, 1-4:ffn; also embeddings), the layers' language-specific modules included")
+@click.option("--lr-scale", "lr_scale_weights",
+              help="LAYERS:SUBLAYER=FACTOR: these weights train at FACTOR x the learning rate (Guo et al. Table 1: "
+              "11-12:all=10, 11-12:attn=10, 11-12:ffn=10 for 12 layers)")
 @click.option("--reinit", "reinit_weights",
               help="LAYERS:SUBLAYER,...: re-initialise these pretrained weights before the first update (Guo et "
               "al. Table 6: 1-4:all, 1-4:attn, 1-4:ffn; BERT's init, seeded by the run's seed)")
@@ -146,7 +149,7 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
              grid: str, batch_sizes: Optional[str], lrs: Optional[str], head_lrs: Optional[str],
              epochs: Optional[int], warmup_ratio: float, max_length: Optional[int], max_train_examples: int,
              freeze_language_specific: bool, freeze_weights: Optional[str],
-             reinit_weights: Optional[str], route_languages: Optional[str],
+             reinit_weights: Optional[str], lr_scale_weights: Optional[str], route_languages: Optional[str],
              method: str, fsf_c1: Optional[float],
              fsf_c2: Optional[float], fsf_r: Optional[float], fsf_window: Optional[int],
              fsf_threshold: Optional[float], fsf_s1: Optional[str], fsf_s2: Optional[str], fsf_v1: Optional[str],
@@ -168,6 +171,7 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
         lrs=parse_list(lrs, float, "--lr"), head_lrs=parse_list(head_lrs, float, "--head-lr"), grid=grid,
         epochs=epochs, warmup_ratio=warmup_ratio, max_length=max_length, max_train_examples=max_train_examples,
         freeze_language_specific=freeze_language_specific, freeze_weights=freeze_weights, reinit_weights=reinit_weights,
+        lr_scale_weights=lr_scale_weights,
         route_languages=route_languages, corpus=corpus, cpu=cpu,
         cpu_threads=cpu_threads, evaluate=evaluate, dry_run=dry_run, quiet=quiet, verbose=verbose,
         fairseq_args=fairseq_args,

@@ -97,6 +97,8 @@ class FinetuneSpec:
     freeze_weights: Optional[str] = None
     #: a set spec of weights re-initialised before the first update (``--reinit``, e.g. ``1-4:all``)
     reinit_weights: Optional[str] = None
+    #: ``SPEC=FACTOR``: a set of weights at FACTOR x the learning rate (``--lr-scale``, e.g. ``11-12:attn=10``)
+    lr_scale_weights: Optional[str] = None
     route_languages: Optional[str] = None
     corpus: Optional[Path] = None
     cpu: bool = False
@@ -244,6 +246,7 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
         "freeze_language_specific": spec.freeze_language_specific,
         "freeze_weights": spec.freeze_weights or None,
         "reinit_weights": spec.reinit_weights or None,
+        "lr_scale_weights": spec.lr_scale_weights or None,
         "route_languages": spec.route_languages or None,
         "finetune_from_model": str(pretrained.path),
         "optimizer": "xlint_adam", "adam_betas": "(0.9,0.999)", "adam_eps": 1e-8, "clip_norm": 1.0,

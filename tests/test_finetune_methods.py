@@ -470,3 +470,23 @@ def _seed(name: str, seed: int) -> int:
     from xlint.user_dir.analysis.seeding import stable_seed
 
     return stable_seed("reinit", name, seed) & ((1 << 63) - 1)
+
+
+def test_lr_scale_weights_give_exactly_the_named_sublayers_factor_times_the_rate(tmp_path):
+    from fairseq import optim
+
+    from xlint.user_dir.models import layer_groups
+
+    task, model, cfg = _tagging_task(tmp_path, lr_scale_weights="3-4:attn=10", head_lr="3e-3")
+    for name, param in model.named_parameters():
+        address = layer_groups.address_of_parameter(model, name)
+        scaled = address is not None and address[0] in (2, 3) and address[1] == "attn"
+        assert ("lrx10" in getattr(param, "param_group", "")) == scaled, name
+    optimizer = optim.build_optimizer(cfg.optimizer, [p for p in model.parameters() if p.requires_grad])
+    optimizer.set_lr(2e-4)  # as a scheduler does: every group follows, with its factor
+    assert optimizer.get_lr() == 2e-4
+    expected = {"": 2e-4, "head": 6e-4, "lrx10": 2e-3}
+    assert optimizer.group_lrs() == pytest.approx(expected)
+    for bad in ("3-4:attn", "3-4:attn=0", "9:all=10"):
+        with pytest.raises(ValueError, match="--lr-scale-weights"):
+            _tagging_task(tmp_path, lr_scale_weights=bad)

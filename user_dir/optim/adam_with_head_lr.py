@@ -13,6 +13,8 @@ read the rate back see their own value.  A tag is ``+``-joined tokens:
   Wang et al. (2020, App. A) tune XNLI's encoder and classifier rates separately;
   ``--optimizer xlint_adam --lr ENC --head-lr CLS`` keeps their ratio under the schedule.
   Without ``--head-lr`` the scale is 1.
+* ``lrx<F>`` (e.g. ``lrx10``, what ``--lr-scale-weights`` tags a set with): a static factor,
+  ``scale *= F`` (Guo et al. 2023, Table 1: ×10 on the last two layers' weights).
 * any other token (e.g. ``fsf.I``, the fine-tuning slow and fast sets of
   :mod:`.slow_fast`) only names the group: its dynamic multiplier ``K`` is set from outside
   with :meth:`XlintAdam.set_lr_multipliers` (``{tag: K}``, default 1), typically once per update
@@ -58,6 +60,26 @@ TAG_SEPARATOR = "+"
 FLAT_FP16_ERROR = ("xlint_adam: fairseq's --fp16 flattened all parameters into one tensor, which loses the "
                    "parameter groups ({what}); add --fp16-no-flatten-grads, or use --memory-efficient-fp16, "
                    "--bf16 or --amp")
+
+
+#: the tag token of a static learning-rate factor: ``lrx10`` is ``scale *= 10``
+LR_SCALE_TOKEN_PREFIX = "lrx"
+
+
+def lr_scale_token(factor: float) -> str:
+    """The tag token that multiplies a group's rate by ``factor`` (> 0)."""
+    if not factor > 0:
+        raise ValueError(f"a learning-rate factor must be positive, got {factor}")
+    return f"{LR_SCALE_TOKEN_PREFIX}{factor:g}"
+
+
+def static_lr_factor(tag: str) -> float:
+    """The product of the ``lrx<F>`` factors of a tag (1 without any)."""
+    factor = 1.0
+    for token in tag_tokens(tag):
+        if token.startswith(LR_SCALE_TOKEN_PREFIX):
+            factor *= float(token[len(LR_SCALE_TOKEN_PREFIX):])
+    return factor
 
 
 def parameter_tag(param) -> str:
@@ -113,7 +135,8 @@ class XlintAdam(FairseqAdam):
                 raise ValueError("--head-lr needs a positive --lr")
             head_scale = cfg.head_lr / base_lr
         self.group_tags: List[str] = sorted(by_tag, key=_group_order)
-        self._scales = [head_scale if HEAD_PARAM_GROUP in tag_tokens(tag) else 1.0 for tag in self.group_tags]
+        self._scales = [(head_scale if HEAD_PARAM_GROUP in tag_tokens(tag) else 1.0) * static_lr_factor(tag)
+                        for tag in self.group_tags]
         groups = [{"params": by_tag[tag], "lr_scale": scale} for tag, scale in zip(self.group_tags, self._scales)]
         super().__init__(cfg, groups)
         self._multipliers: Dict[str, float] = {}

@@ -120,6 +120,11 @@ class FinetuneConfig(SlowFastConfig):
         default="", metadata={"help": "keep these weights at their pretrained values: a set spec as "
                                       "--slow-fast-s1's (e.g. 1-4:all, 1-4:attn, 1-4:ffn, embeddings), the "
                                       "layers' language-specific modules included (default: none)"})
+    lr_scale_weights: str = field(
+        default="", metadata={"help": "SPEC=FACTOR: multiply the learning rate of a set of weights by FACTOR "
+                                      "(a set spec as --freeze-weights'; Guo et al. 2023 Table 1: 11-12:all=10, "
+                                      "11-12:attn=10, 11-12:ffn=10; composes with --head-lr and the slow-fast "
+                                      "multipliers; needs --optimizer xlint_adam; default: none)"})
     reinit_weights: str = field(
         default="", metadata={"help": "re-initialise these pretrained weights before the first update of a "
                                       "fresh run (a set spec, e.g. 1-4:attn; BERT's init, seeded by --seed and "
@@ -169,6 +174,7 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
         self._cka_reference: Optional[torch.nn.Module] = None
         self._last_probe_update = -1
         self._reinit_done = False
+        self._lr_scale_checked = False
 
     @classmethod
     def setup_task(cls, cfg: FinetuneConfig, **kwargs):
@@ -227,8 +233,42 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
         self.model_languages = list(model.languages)
         self.effective_max_length = min(self.cfg.max_length, model.max_positions())
         self._model_cfg = cfg
+        if self.cfg.lr_scale_weights:
+            self.scale_learning_rates(model, self.cfg.lr_scale_weights)
         self.slow_fast.tag_parameters(model)
         return model
+
+    @staticmethod
+    def scale_learning_rates(model, option: str) -> List[str]:
+        """Tag the parameters of ``SPEC`` in ``SPEC=FACTOR`` with the static factor ``lrx<FACTOR>``
+        (:mod:`..optim.adam_with_head_lr`), so that ``xlint_adam`` gives them ``FACTOR`` × the rate;
+        return their names."""
+        from ..analysis.slow_fast_sets import parse_set_spec
+        from ..optim.adam_with_head_lr import join_tag, lr_scale_token, parameter_tag, tag_tokens
+        from ..optim.slow_fast import locate_parameters
+
+        spec, sep, factor_text = option.rpartition("=")
+        try:
+            token = lr_scale_token(float(factor_text)) if sep and spec else None
+        except ValueError:
+            token = None
+        if token is None:
+            raise ValueError(f"--lr-scale-weights {option}: expected SPEC=FACTOR with a positive FACTOR, "
+                             "e.g. 11-12:attn=10")
+        num_layers, locations = locate_parameters(model)
+        try:
+            weights = parse_set_spec(spec, num_layers)
+        except ValueError as error:
+            raise ValueError(f"--lr-scale-weights {option}: {error}") from None
+        scaled = [name for name, _ in model.named_parameters()
+                  if weights.contains(locations[name], include_language_specific=True)]
+        if not scaled:
+            raise ValueError(f"--lr-scale-weights {option}: no parameter of the model is in this set")
+        params = dict(model.named_parameters())
+        for name in scaled:
+            params[name].param_group = join_tag(tag_tokens(parameter_tag(params[name])) + [token])
+        logger.info("--lr-scale-weights %s: %d tensors at x%s the rate", option, len(scaled), factor_text)
+        return scaled
 
     @staticmethod
     def freeze_weights(model, spec: str) -> List[str]:
@@ -304,6 +344,16 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
                 and self.slow_fast.enabled and "IV" in self.slow_fast.preset \
                 and str(self.cfg.slow_fast_policy_iv) == "auto" and self.cfg.slow_fast_cka_interval > 0:
             self._cka_reference = _frozen_copy(_unwrap(model))  # the pretrained weights (fresh run)
+        if self.cfg.lr_scale_weights and not self._lr_scale_checked:
+            self._lr_scale_checked = True
+            from ..optim.adam_with_head_lr import LR_SCALE_TOKEN_PREFIX, find_xlint_adam, tag_tokens
+
+            adam = find_xlint_adam(optimizer)
+            if adam is None or not any(token.startswith(LR_SCALE_TOKEN_PREFIX)
+                                       for tag in adam.group_tags for token in tag_tokens(tag)):
+                raise RuntimeError("--lr-scale-weights needs --optimizer xlint_adam with its parameter groups "
+                                   "(plain --fp16 flattens them: use --memory-efficient-fp16, "
+                                   "--fp16-no-flatten-grads, --bf16 or --amp)")
         if self.cfg.reinit_weights and update_num == 0 and not self._reinit_done:
             if getattr(optimizer, "fp32_params", None) is not None:
                 raise RuntimeError("--reinit-weights: fairseq's --fp16 keeps fp32 master copies made before "
