@@ -99,6 +99,20 @@ def test_a_resumed_run_is_summarised_over_its_whole_history(ft, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_stopped_in_the_middle_of_an_epoch_resumes(ft, tmp_path):
+    """The checkpoint of a mid-epoch stop holds the train meters (a PredictionsMeter among them)."""
+    save_dir = tmp_path / "mid-epoch"
+    args = ("--pretrained", str(ft.checkpoint), "--setting", "within", "--source", "en", "--epochs", "2",
+            "--lr", "2e-3", "--batch-size", "8", "--metric", "acc")
+    finetune(ft.converted["pos"], save_dir, *args, "--", "--max-update", "5")  # 9 updates an epoch
+    finetune(ft.converted["pos"], save_dir, *args)
+    run_dir = save_dir / "bs8-lr0.002" / "seed1"
+    log = (run_dir / "train.log").read_text(encoding="utf-8")
+    assert f"Loaded checkpoint {run_dir / 'checkpoint_last.pt'}" in log
+    assert [int(e["epoch"]) for e in run_summary(run_dir)["dev_by_epoch"]][-2:] == [1, 2]
+
+
+@pytest.mark.slow
 def test_tied_best_scores_select_the_last_as_fairseq_does(ft, tmp_path):
     # no entity in the fr dev set: span F1 is 0 whatever the model predicts, a tie every epoch
     data = relabel_dev(ft.converted["ner"], tmp_path / "no-entities", "fr", lambda tags: ["O"] * len(tags))
