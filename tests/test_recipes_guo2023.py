@@ -1,0 +1,40 @@
+"""Guo et al. (2023) Table 2's recipe in its --smoke mode: DF and fine-tuning slow and fast, zero-shot and
+few-shot, on the synthetic bilingual world's NER data, then `xlint report --paper guo2023 --table 2`."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT, subprocess_env
+from test_finetune_support import world
+
+
+@pytest.mark.slow
+def test_guo2023_table2_recipe_smoke(tmp_path_factory, tmp_path):
+    ft = world(tmp_path_factory)
+    out = tmp_path / "guo"
+    env = dict(subprocess_env(threads=1), XLINT=str(Path(sys.executable).parent / "xlint"), METHODS="df ours",
+               FEW_SHOT="5")
+    command = ["bash", str(REPO_ROOT / "recipes" / "guo2023_table2_methods.sh"), "--smoke", str(ft.checkpoint),
+               "ner", str(ft.converted["ner"]), str(out)]
+    proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    for method, cli_method in (("df", "df"), ("ours", "fsf")):
+        for setting in ("zero-shot", "few-shot-5"):
+            results = json.loads((out / method / f"ner-{setting}" / "results.json").read_text(encoding="utf-8"))
+            assert results["setting"] == ("zero-shot" if setting == "zero-shot" else "few-shot")
+            assert results["few_shot"] == (0 if setting == "zero-shot" else 5)
+            assert "test" in results
+            recipe_command = (out / method / f"ner-{setting}" / "recipe.command").read_text(encoding="utf-8")
+            assert f"--method {cli_method}" in recipe_command
+            assert ("--fsf-window" in recipe_command) == (cli_method == "fsf")
+    table = json.loads((out / "guo2023_table2.json").read_text(encoding="utf-8"))
+    filled = {(cell["row"], cell["column"]) for cell in table["cells"] if cell["text"]}
+    assert len(filled) == 4, filled  # DF and ours, M = 0 and 5, in the NER columns
+    again = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and again.stdout.count("done, skipped") == 4, again.stdout[-3000:]
