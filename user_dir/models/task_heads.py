@@ -4,7 +4,7 @@ Every head reads the encoder's features ``B x T x C``; its kind fixes what it ou
 Their parameters are tagged ``param.param_group = HEAD_PARAM_GROUP`` by the fine-tuning
 tasks, which the ``xlint_adam`` optimizer reads to give heads their own learning rate.
 """
-from typing import Dict, Type
+from typing import Dict, Optional, Type
 
 import torch
 import torch.nn as nn
@@ -55,3 +55,17 @@ class SpanHead(nn.Module):
 
 #: ``register_head``'s ``kind`` -> head class
 HEAD_KINDS: Dict[str, Type[nn.Module]] = {"token": TokenHead, "sentence": SentenceHead, "span": SpanHead}
+
+
+def new_head(heads: nn.ModuleDict, name: str, kind: str, num_outputs: int, embed_dim: int,
+             dropout: float) -> Optional[nn.Module]:
+    """A new, uninitialised head ``kind`` for ``register_head`` of both model families; None when
+    ``heads`` already holds ``name`` with this kind and size (loading a checkpoint registers it again)."""
+    if kind not in HEAD_KINDS:
+        raise ValueError(f"unknown head kind {kind!r}; choose from {sorted(HEAD_KINDS)}")
+    if name in heads:
+        existing = heads[name].out_proj.out_features
+        if not isinstance(heads[name], HEAD_KINDS[kind]) or existing != num_outputs:
+            raise ValueError(f"head {name!r} already exists with another shape")
+        return None
+    return HEAD_KINDS[kind](embed_dim, num_outputs, dropout)

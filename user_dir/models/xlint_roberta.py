@@ -33,7 +33,7 @@ import torch.nn as nn
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.roberta.model import RobertaModel, base_architecture, roberta_large_architecture
 
-from .task_heads import HEAD_KINDS
+from .task_heads import new_head
 
 #: what :mod:`.layer_groups` and the CLI call this family
 FAMILY = "roberta"
@@ -107,15 +107,10 @@ class XlintRobertaModel(RobertaModel):
     def register_head(self, name: str, kind: str, num_outputs: int, dropout: Optional[float] = None,
                       seed: Optional[int] = None) -> None:
         """Add a fine-tuning head of ``kind`` token, sentence or span (see the module docstring)."""
-        if kind not in HEAD_KINDS:
-            raise ValueError(f"unknown head kind {kind!r}; choose from {sorted(HEAD_KINDS)}")
-        if name in self.heads:
-            existing = self.heads[name].out_proj.out_features
-            if not isinstance(self.heads[name], HEAD_KINDS[kind]) or existing != num_outputs:
-                raise ValueError(f"head {name!r} already exists with another shape")
+        head = new_head(self.heads, name, kind, num_outputs, self.args.encoder_embed_dim,
+                        self.args.dropout if dropout is None else dropout)
+        if head is None:
             return
-        head = HEAD_KINDS[kind](self.args.encoder_embed_dim, num_outputs,
-                                self.args.dropout if dropout is None else dropout)
         if seed is None:
             from fairseq.modules.transformer_sentence_encoder import init_bert_params
 

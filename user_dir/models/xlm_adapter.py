@@ -51,7 +51,7 @@ from fairseq.modules.transformer_sentence_encoder import init_bert_params
 from ..modules.language_routed import LanguageRouted, Routes, routes_for, run_sublayer
 from ..modules.residual_adapter import ResidualAdapter
 from ..modules.transformer_sublayers import FeedForwardSublayer, SelfAttentionSublayer
-from .task_heads import HEAD_KINDS
+from .task_heads import new_head
 
 LANGUAGE_SPECIFIC_CHOICES = ("joint", "ffn", "attn", "adapter", "shared_adapter")
 
@@ -281,15 +281,10 @@ class XlmAdapterModel(FairseqEncoderModel):
 
     def register_head(self, name: str, kind: str, num_outputs: int, dropout: Optional[float] = None) -> None:
         """Add a fine-tuning head: ``kind`` is token (tagging), sentence (classification) or span (QA)."""
-        if kind not in HEAD_KINDS:
-            raise ValueError(f"unknown head kind {kind!r}; choose from {sorted(HEAD_KINDS)}")
-        if name in self.heads:
-            existing = self.heads[name].out_proj.out_features
-            if not isinstance(self.heads[name], HEAD_KINDS[kind]) or existing != num_outputs:
-                raise ValueError(f"head {name!r} already exists with another shape")
+        head = new_head(self.heads, name, kind, num_outputs, self.cfg.encoder_embed_dim,
+                        self.cfg.dropout if dropout is None else dropout)
+        if head is None:
             return
-        head = HEAD_KINDS[kind](self.cfg.encoder_embed_dim, num_outputs,
-                                self.cfg.dropout if dropout is None else dropout)
         head.apply(init_bert_params)
         self.heads[name] = head.to(next(self.parameters()))
 
