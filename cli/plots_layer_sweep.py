@@ -32,5 +32,5 @@ def guo_layers_plot(sweep_dir: Path, task: str, out: Path, metric: Optional[str]
                                    f"results ({example})")
     for entry in sweep.missing:
         click.echo(f"missing: {entry}", err=True)
-    for path in draw_layer_sweep(sweep.kinds(), sweep.baseline, out, sweep.metric):
+    for path in draw_layer_sweep(sweep.kinds(), sweep.baseline, out, f"{sweep.metric} (target-language average, test)"):
         click.echo(f"wrote {path}")
