@@ -99,7 +99,7 @@ def draw_mono_vs_multi(data: BarData, out: Path) -> List[Path]:
     the paper's hatched), the value printed above each bar."""
     count = len(data.series)
     width = 0.8 / count
-    figure, axes = new_figure(max(4.0, 1.1 * len(data.languages) * count / 2 + 2.0), 3.6)
+    figure, axes = new_figure(max(3.5, 0.5 * len(data.languages) * count + 1.5), 3.6)
     ax = axes[0][0]
     drawn = [m for s in data.series for m in s.means if m is not None]
     for k, series in enumerate(data.series):
@@ -121,7 +121,7 @@ def draw_mono_vs_multi(data: BarData, out: Path) -> List[Path]:
     ax.set_xlabel("language (fine-tuned and tested on it)")
     ax.set_ylabel(f"{data.task.upper()} test {data.metric.upper()} (within-language)")
     ax.set_title("Monolingual vs multilingual models (Wang et al. 2020, Fig. 1)", fontsize=9)
-    ax.legend(fontsize=7, ncol=2 if count > 3 else 1)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return save_figure(figure, out)
 
