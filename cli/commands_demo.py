@@ -23,7 +23,6 @@ produce it, so a re-run reuses exactly the results whose options did not change.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -47,6 +46,7 @@ from ..preprocess.demo_data import (
 from ..preprocess.textio import sha256_file, write_json_atomic, write_text_atomic
 from .commands_pretrain import pretrain_options
 from .demo_jobs import (
+    ONE_THREAD,
     Job,
     JobOutcome,
     finetune_job_command,
@@ -67,7 +67,6 @@ SOURCE_LANGUAGE = "en"
 ZERO_SHOT_TARGETS = ("grc", "tr")
 #: languages also fine-tuned and tested on themselves (upper bounds of the zero-shot columns)
 WITHIN_LANGUAGES = ("grc", "tr")
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 #: model size (the ``tiny`` preset's, stated so that it is part of every key): d=128 fits English
 #: better and transfers worse, d=32 fits English worse and transfers no better (README)
 DEMO_MODEL: Dict[str, Any] = {"encoder_layers": 2, "encoder_embed_dim": 64, "encoder_ffn_embed_dim": 128,
@@ -79,6 +78,10 @@ META_DEV_BATCH_SIZE = 8
 HELD_OUT_SIZES = {"valid_size": 300, "test_size": 300, "metadev_size": 300}
 FINETUNE_LR = 5e-4
 FINETUNE_BATCH_SIZE = 32
+#: the Joint run probes the gradient similarity between languages as it trains (Wang et al. Fig. 3;
+#: training is bit-identical with and without the probes): every 50 updates, 64 sentences per probe
+GRAD_SIM_RUN = "joint"
+GRAD_SIM_OPTIONS: Dict[str, Any] = {"grad_sim_interval": 50, "grad_sim_sentences": 64}
 
 
 @dataclass(frozen=True)
@@ -103,25 +106,54 @@ TABLE_ORDER = ("mono-grc", "mono-tr", "joint", "ffn", "adapter", "meta-adapter")
 
 @dataclass(frozen=True)
 class FinetuneTask:
-    """One fine-tuning of every multilingual model: train on ``source``, test on ``tests``.
+    """One fine-tuning of a pretrained model: train on ``source`` (and ``targets`` when bilingual), test on ``tests``.
 
     ``several_seeds``: run with every seed of ``--finetune-seeds`` (zero-shot scores vary
-    a lot from seed to seed); otherwise with the first seed only.
+    a lot from seed to seed); otherwise with the first seed only.  ``setting`` is
+    ``xlint finetune``'s (``within``: validate and select on ``source`` alone; ``zero-shot``:
+    validate on ``targets`` too, select on ``source``; ``bilingual``: train on ``source`` and
+    ``targets``, select on their mean).  ``method`` and ``method_options``: ``xlint finetune
+    --method`` and its ``MethodOptions`` fields; ``fairseq_args``: more fairseq-train options
+    (the training curves).  Only values other than the defaults enter the job's key, so the
+    Wang part's keys stay those of the plain within-language runs.
     """
 
     source: str
     tests: Tuple[str, ...]
     several_seeds: bool
+    setting: str = "within"
+    targets: Tuple[str, ...] = ()
+    method: str = "df"
+    method_options: Tuple[Tuple[str, Any], ...] = ()
+    fairseq_args: Tuple[str, ...] = ()
+    #: the job folder's and name's prefix (default ``pos-<source>``)
+    label: Optional[str] = None
 
     @property
     def name(self) -> str:
-        return f"pos-{self.source}"
+        return self.label or f"pos-{self.source}"
 
     def column(self, test: str) -> str:
         """The table column of the scores on ``test``."""
         if test != self.source:
             return f"{test} zero-shot"
         return f"{test} within (silver)" if test == SOURCE_LANGUAGE else f"{test} within"
+
+    def method_payload(self) -> Dict[str, Any]:
+        """The ``MethodOptions`` fields of this task (``{}`` for plain fine-tuning)."""
+        return {"method": self.method, **dict(self.method_options)} if self.method != "df" or \
+            self.method_options else {}
+
+    def extra_options(self) -> Dict[str, Any]:
+        """The options that differ from a plain within-language run (part of the job's key)."""
+        extra: Dict[str, Any] = {}
+        if self.setting != "within":
+            extra.update(setting=self.setting, targets=list(self.targets))
+        if self.method_payload():
+            extra["method"] = self.method_payload()
+        if self.fairseq_args:
+            extra["fairseq_args"] = list(self.fairseq_args)
+        return extra
 
 
 FINETUNE_TASKS = (FinetuneTask(SOURCE_LANGUAGE, (SOURCE_LANGUAGE, *ZERO_SHOT_TARGETS), several_seeds=True),
@@ -141,6 +173,8 @@ class DemoSettings:
     finetune_examples: int
     finetune_seeds: int
     jobs: int
+    #: updates of each L0 mask-learning job (0: no L0 masks)
+    l0_updates: int = 60
 
     def seeds(self, task: FinetuneTask) -> List[int]:
         """The fine-tuning seeds of ``task``: 1..--finetune-seeds, or just 1."""
@@ -210,6 +244,11 @@ class PretrainPlan:
     def checkpoint(self) -> Path:
         return self.run_dir / "checkpoints" / "checkpoint_last.pt"
 
+    @property
+    def grad_sim_file(self) -> Path:
+        """Where the run's gradient-similarity probes write their rows (with ``GRAD_SIM_OPTIONS``)."""
+        return self.run_dir / "checkpoints" / "grad_sim.jsonl"
+
 
 def plan_pretraining(corpus: Corpus, run: DemoRun, settings: DemoSettings) -> PretrainPlan:
     """The fairseq-train command of one row and the key of its result (corpus + every option)."""
@@ -219,6 +258,8 @@ def plan_pretraining(corpus: Corpus, run: DemoRun, settings: DemoSettings) -> Pr
                     "save_interval_updates": 0, **DEMO_MODEL})
     if run.variant == "meta_adapter":
         options["meta_dev_batch_size"] = META_DEV_BATCH_SIZE
+    if run.name == GRAD_SIM_RUN:
+        options.update(GRAD_SIM_OPTIONS)
     keyed = {"corpus": corpus.key, "fairseq": {k: v for k, v in options.items() if k != "save_dir"}}
     key = options_key(keyed)
     run_dir = keyed_dir(settings.workdir / "runs", run.name, key)
@@ -297,13 +338,15 @@ def plan_finetuning(pretrained: PretrainPlan, task: FinetuneTask, seed: int, cor
     """One fine-tuning job of one pretrained model; its key covers the model, the data and every option."""
     options = {"pretrained": pretrained.key, "pos_data": pos.key, "source": task.source, "tests": list(task.tests),
                "epochs": settings.finetune_epochs, "lr": FINETUNE_LR, "batch_size": FINETUNE_BATCH_SIZE,
-               "max_train_examples": settings.finetune_examples, "seed": seed}
+               "max_train_examples": settings.finetune_examples, "seed": seed, **task.extra_options()}
     key = options_key(options)
     job_dir = keyed_dir(settings.workdir / "downstream", f"{pretrained.run.name}-{task.name}-seed{seed}", key)
     payload = finetune_job_payload(data=pos.path, pretrained=pretrained.checkpoint, corpus=corpus.path,
                                    save_dir=job_dir / "finetune", source=task.source, test_languages=task.tests,
                                    epochs=settings.finetune_epochs, lr=FINETUNE_LR, batch_size=FINETUNE_BATCH_SIZE,
-                                   max_train_examples=settings.finetune_examples, seed=seed)
+                                   max_train_examples=settings.finetune_examples, seed=seed, setting=task.setting,
+                                   targets=task.targets, method=task.method_payload(),
+                                   fairseq_args=task.fairseq_args)
     return FinetunePlan(pretrained.run, task, seed, job_dir, key, options, payload)
 
 
@@ -328,9 +371,16 @@ def finetuning_job_name(plan: FinetunePlan) -> str:
     return f"{plan.task.name}-seed{plan.seed}:{plan.run.name}"
 
 
+def finetuning_label(plan: FinetunePlan) -> str:
+    """``POS en -> en,grc,tr with Joint (grc+tr+en), seed 1`` (training languages, method when not plain)."""
+    task = plan.task
+    trained = "+".join((task.source, *task.targets)) if task.setting == "bilingual" else task.source
+    method = f", {task.method}" if task.method != "df" else ""
+    return f"POS {trained} -> {','.join(task.tests)} with {plan.run.row}{method}, seed {plan.seed}"
+
+
 def finetuning_job(plan: FinetunePlan) -> Job:
-    return Job(name=finetuning_job_name(plan),
-               label=f"POS {plan.task.source} -> {','.join(plan.task.tests)} with {plan.run.row}, seed {plan.seed}",
+    return Job(name=finetuning_job_name(plan), label=finetuning_label(plan),
                run=lambda: finetune(plan), summary=lambda result: finetune_summary(plan.task, result),
                depends_on=("pos-data", f"pretrain:{plan.run.name}"),
                cached=lambda: read_cached_result(plan.job_dir, plan.key), log_file=plan.job_dir / "job.log")
@@ -469,6 +519,8 @@ def default_jobs() -> int:
 
 
 @click.command("demo")
+@click.option("--paper", "papers", multiple=True, metavar="wang2020|guo2023|wu2022",
+              help="run only the jobs of these papers' parts (repeatable or a comma list; default: all three)")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-runs"),
               show_default=True, help="where data, checkpoints, logs and results go")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -480,69 +532,51 @@ def default_jobs() -> int:
 @click.option("--vocab-size", type=click.IntRange(min=100), default=8000, show_default=True,
               help="joint subword vocabulary")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), default=2, show_default=True,
-              help="POS fine-tuning epochs for the downstream table (0 skips it)")
+              help="POS fine-tuning epochs of every fine-tuning (0 skips them: the Guo and Wu parts too)")
 @click.option("--finetune-examples", type=click.IntRange(min=0), default=2000, show_default=True,
-              help="training sentences per POS fine-tuning run (0: all)")
+              help="training sentences per language of each POS fine-tuning run (0: all)")
 @click.option("--finetune-seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="fine-tuning seeds of the English runs (zero-shot scores vary a lot with the seed)")
+@click.option("--l0-updates", type=click.IntRange(min=0), default=60, show_default=True,
+              help="updates of each L0 mask (Wang part; 0 skips the masks)")
 @click.option("--jobs", type=click.IntRange(min=1), default=default_jobs, show_default="the number of CPU cores, "
               "at most 6", help="fairseq-train jobs run side by side, one thread each")
-def demo(workdir: Path, cache_dir: Optional[Path], max_update: int, english_sentences: int, vocab_size: int,
-         finetune_epochs: int, finetune_examples: int, finetune_seeds: int, jobs: int) -> None:
-    """Fetch real Greek/Turkish/English text, preprocess, pretrain tiny models, fine-tune POS, print tables.
+def demo(papers: Tuple[str, ...], workdir: Path, cache_dir: Optional[Path], max_update: int,
+         english_sentences: int, vocab_size: int, finetune_epochs: int, finetune_examples: int,
+         finetune_seeds: int, l0_updates: int, jobs: int) -> None:
+    """Fetch real Greek/Turkish/English text, pretrain tiny models, fine-tune POS; tables and figures of
+    Wang et al. 2020, Guo et al. 2023 and Wu et al. 2022.
 
-    Re-running reuses the data, the corpus and every finished run whose options did not change.
+    Re-running reuses the data, the corpus and every finished job whose options did not change.
     """
+    from .demo_guo import curves_supported
+    from .demo_plan import parse_papers, plan_demo
+    from .demo_report import build_report, closing_lines, draw_figures
+
     started = time.monotonic()
+    chosen = parse_papers(papers)
     settings = DemoSettings(workdir, max_update, english_sentences, vocab_size, finetune_epochs, finetune_examples,
-                            finetune_seeds, jobs)
+                            finetune_seeds, jobs, l0_updates)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         data = fetch_demo_data(cache_dir)
     except DemoDataError as err:
         raise click.ClickException(str(err)) from None
     corpus = prepare_corpus(data, settings)
-    plans = {run.name: plan_pretraining(corpus, run, settings) for run in DEMO_RUNS}
-    job_list = [pretraining_job(plan) for plan in plans.values()]
-    finetune_plans: List[FinetunePlan] = []
-    if finetune_epochs > 0:
-        pos = plan_pos_data(data, corpus, settings)
-        job_list.insert(0, pos_data_job(data, corpus, pos))
-        finetune_plans = [plan_finetuning(plans[run.name], task, seed, corpus, pos, settings)
-                          for run in downstream_runs() for task in FINETUNE_TASKS for seed in settings.seeds(task)]
-        job_list += [finetuning_job(plan) for plan in finetune_plans]
-    click.echo(f"{len(job_list)} jobs, {jobs} at a time (one thread each); logs under {workdir}", err=True)
+    curves = "guo2023" in chosen and curves_supported()
+    if "guo2023" in chosen and not curves:
+        click.echo("this fairseq task has no --curve-interval: the Guo runs write no training curves", err=True)
+    plan = plan_demo(chosen, data, corpus, settings, curves=curves)
+    job_list = plan.jobs(data, corpus)
+    click.echo(f"{', '.join(chosen)}: {len(job_list)} jobs, {jobs} at a time (one thread each); logs under "
+               f"{workdir}", err=True)
     outcomes = run_jobs(job_list, jobs)
-    report, results = build_report(data, plans, finetune_plans, outcomes)
-    results["seconds"] = round(time.monotonic() - started, 1)
+    figures, extra = draw_figures(plan, outcomes, workdir)
+    report, results = build_report(data, plan, outcomes, extra)
+    seconds = time.monotonic() - started
+    results["seconds"] = round(seconds, 1)
+    results["figures"] = [str(path) for path in figures]
     write_json_atomic(workdir / "results.json", results)
     write_text_atomic(workdir / "results.md", report + "\n")
     click.echo("\n" + report)
-    click.echo(f"\n{time.monotonic() - started:.0f}s; results: {workdir / 'results.md'}, "
-               f"logs: {workdir / 'runs'}/*/train.log, {workdir / 'downstream'}/*/job.log")
-
-
-def build_report(data: DemoData, plans: Mapping[str, PretrainPlan], finetune_plans: Sequence[FinetunePlan],
-                 outcomes: Mapping[str, JobOutcome]) -> Tuple[str, Dict[str, Any]]:
-    """The Markdown report and the JSON results of a finished demo."""
-    pretraining = {name: outcomes[f"pretrain:{name}"].result for name in plans}
-    parts = ["Validation perplexity per language (lower is better; shared vocabulary):\n",
-             perplexity_table(pretraining, DEMO_LANGUAGES)]
-    results: Dict[str, Any] = {"pretraining": pretraining,
-                               "job_seconds": {name: round(o.seconds, 1) for name, o in outcomes.items()}}
-    if finetune_plans:
-        scores = collect_scores(finetune_plans, outcomes)
-        tested = sorted({column_language(column) for column in COLUMNS})
-        baselines = majority_baselines(data.pos, tested)
-        source_baselines = source_majority_baselines(data.pos, SOURCE_LANGUAGE, tested)
-        manifest = json.loads(data.manifest_path.read_text(encoding="utf-8"))
-        seeds = max(len(values) for row in scores.values() for values in row.values())
-        parts += [f"\nPOS test accuracy (%), fine-tuned on {SOURCE_LANGUAGE} (its columns: mean ± std over "
-                  f"{seeds} seeds) or on the language itself (within, one seed); baselines from each test set:\n",
-                  downstream_table(scores, baselines, source_baselines), "",
-                  zero_shot_verdict(scores, baselines), projection_line(manifest)]
-        results["downstream"] = scores
-        results["baselines"] = {"test_set_majority": {k: vars(v) for k, v in baselines.items()},
-                                "source_train_majority": {k: vars(v) for k, v in source_baselines.items()}}
-        results["projection"] = manifest["projection"]
-    return "\n".join(parts), results
+    click.echo("\n" + closing_lines(workdir, figures, seconds))

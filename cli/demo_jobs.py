@@ -35,12 +35,15 @@ import click
 
 from ..preprocess.textio import write_json_atomic
 from .fairseq_logs import as_float, parse_log_records
+from .fairseq_runner import run_command
 
 KEY_LENGTH = 12
 #: how often a running job's progress line is printed (at most; only when its log has news)
 PROGRESS_SECONDS = 15.0
 RESULT_FILE = "result.json"
 JOB_FILE = "job.json"
+#: every job's subprocess uses one thread, so that ``--jobs N`` uses N cores
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 # --------------------------------------------------------------------------- option-keyed results
@@ -232,16 +235,46 @@ def run_jobs(jobs: Sequence[Job], parallel: int) -> Dict[str, JobOutcome]:
     return outcomes
 
 
+def command_job(*, name: str, label: str, folder: Path, key: str, options: Mapping[str, Any],
+                command: Callable[[], Sequence[str]], read_result: Callable[[], Dict[str, Any]],
+                summary: Callable[[Dict[str, Any]], str], depends_on: Sequence[str] = (),
+                log_file: Optional[Path] = None, total_updates: Optional[int] = None) -> Job:
+    """A cached job that is one subprocess (one thread): ``command()`` (built when the job starts, so it
+    may read its dependencies' results) writes into ``folder``, its output goes to ``folder/job.log``;
+    then ``read_result()`` is stored as the result of ``key`` (``folder/result.json``)."""
+
+    def run() -> Dict[str, Any]:
+        folder.mkdir(parents=True, exist_ok=True)
+        run_command(list(command()), log_file=folder / "job.log", echo=False, quiet=True, env=ONE_THREAD)
+        result = read_result()
+        write_cached_result(folder, key, options, result)
+        return result
+
+    return Job(name=name, label=label, run=run, summary=summary, depends_on=tuple(depends_on),
+               cached=lambda: read_cached_result(folder, key), log_file=log_file or folder / "job.log",
+               total_updates=total_updates)
+
+
 # --------------------------------------------------------------------------- one fine-tuning job (a subprocess)
 
 
 def finetune_job_payload(*, data: Path, pretrained: Path, corpus: Path, save_dir: Path, source: str,
                          test_languages: Sequence[str], epochs: int, lr: float, batch_size: int,
-                         max_train_examples: int, seed: int) -> Dict[str, Any]:
-    """What one fine-tuning job needs (JSON-serialisable)."""
+                         max_train_examples: int, seed: int, setting: str = "within", targets: Sequence[str] = (),
+                         method: Optional[Mapping[str, Any]] = None,
+                         fairseq_args: Sequence[str] = ()) -> Dict[str, Any]:
+    """What one fine-tuning job needs (JSON-serialisable).
+
+    ``setting`` and ``targets`` are :class:`~xlint.cli.finetune_plan.FinetuneSpec`'s (``within``: train,
+    select and validate on ``source``); ``method`` holds :class:`~xlint.cli.finetune_methods.MethodOptions`
+    fields (default: plain fine-tuning); ``fairseq_args`` go to fairseq-train unchanged (e.g. the
+    training-curve options).
+    """
     return {"data": str(data), "pretrained": str(pretrained), "corpus": str(corpus), "save_dir": str(save_dir),
             "source": source, "test_languages": list(test_languages), "epochs": epochs, "lr": lr,
-            "batch_size": batch_size, "max_train_examples": max_train_examples, "seed": seed}
+            "batch_size": batch_size, "max_train_examples": max_train_examples, "seed": seed,
+            "setting": setting, "targets": list(targets), "method": dict(method or {}),
+            "fairseq_args": list(fairseq_args)}
 
 
 def write_finetune_job(job_dir: Path, key: str, options: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
@@ -254,25 +287,35 @@ def finetune_job_command(job_dir: Path) -> List[str]:
     return [sys.executable, "-m", "xlint.cli.demo_jobs", str(job_dir)]
 
 
+#: fairseq-train options of every demo fine-tuning: only checkpoint_best.pt is kept
+DEMO_FAIRSEQ_ARGS = ("--no-epoch-checkpoints", "--no-last-checkpoints")
+
+
 def run_finetune_job(payload: Mapping[str, Any]) -> Dict[str, Any]:
-    """Fine-tune within-language on the source, score the selected checkpoint on every test language."""
+    """Fine-tune as the payload says (model selection on the setting's dev sets), score the selected
+    checkpoint on every test language; the result names the run folder (``run_dir``, where the
+    training curves are) and its dev score (``dev_acc``, the selection metric)."""
     from .evaluation import evaluate_checkpoint
+    from .finetune_methods import MethodOptions
     from .finetune_plan import FinetuneSpec
     from .finetune_run import run_finetune
 
     spec = FinetuneSpec(
         data=Path(payload["data"]), pretrained=Path(payload["pretrained"]), save_dir=Path(payload["save_dir"]),
-        source=payload["source"], setting="within", metric="acc", seeds=[payload["seed"]],
+        source=payload["source"], setting=payload.get("setting", "within"),
+        targets=list(payload.get("targets") or []) or None, metric="acc", seeds=[payload["seed"]],
         batch_sizes=[payload["batch_size"]], lrs=[payload["lr"]], epochs=payload["epochs"],
         max_train_examples=payload["max_train_examples"], corpus=Path(payload["corpus"]), cpu=True,
         cpu_threads=1, evaluate=False, verbose=True,  # fairseq's log lines reach job.log: the progress
-        fairseq_args=("--no-epoch-checkpoints", "--no-last-checkpoints"))
+        fairseq_args=(*DEMO_FAIRSEQ_ARGS, *payload.get("fairseq_args", ())),
+        method=MethodOptions(**payload.get("method", {})))
     trained = run_finetune(spec)
     chosen = trained["chosen"]["runs"][0]
     scores = evaluate_checkpoint(Path(chosen["checkpoint"]), data=spec.data, split="test",
                                  languages=payload["test_languages"], cpu=True, threads=1)
     return {"source": spec.source, "best_epoch": chosen["best_epoch"], "dev_acc": chosen["best_dev"],
-            "checkpoint": chosen["checkpoint"], "test": scores["scores"], "examples": scores["examples"]}
+            "checkpoint": chosen["checkpoint"], "run_dir": str(Path(chosen["checkpoint"]).parent),
+            "test": scores["scores"], "examples": scores["examples"]}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
