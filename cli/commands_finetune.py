@@ -135,6 +135,13 @@ from .finetune_run import run_finetune
               help="Policy IV: auto (on while the top two layers' CKA to the pretrained model falls), on, off "
               "[auto; off on NER data, as the paper]")
 @click.option("--fsf-cka-interval", type=click.IntRange(min=0), help="updates between CKA probes (auto) [100]")
+@click.option("--curve-interval", type=click.IntRange(min=0), default=0,
+              help="training curves (RUN_DIR/curves.jsonl): dev gap P_src - mean P_tgt on a fixed dev subset and the "
+              "training loss at update 0 and every N updates (Guo et al. 2023 use 100; 0: none)")
+@click.option("--curve-examples", type=click.IntRange(min=0),
+              help="dev examples per language in the curves' fixed subset [200; 0: the whole dev set]")
+@click.option("--curve-cka", is_flag=True,
+              help="curves also hold each layer's linear CKA to the pretrained model (Guo et al. 2023, Fig. 6)")
 @click.option("--noisytune-lambda", type=click.FloatRange(min=0), help="NoisyTune's noise scale lambda [0.15]")
 @click.option("--cpu", is_flag=True, help="train and evaluate on CPU")
 @click.option("--cpu-threads", type=click.IntRange(min=1), help="OMP/MKL threads of the training processes")
@@ -154,6 +161,7 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
              fsf_c2: Optional[float], fsf_r: Optional[float], fsf_window: Optional[int],
              fsf_threshold: Optional[float], fsf_s1: Optional[str], fsf_s2: Optional[str], fsf_v1: Optional[str],
              fsf_v2: Optional[str], fsf_policy_iv: Optional[str], fsf_cka_interval: Optional[int],
+             curve_interval: int, curve_examples: Optional[int], curve_cka: bool,
              noisytune_lambda: Optional[float], cpu: bool, cpu_threads: Optional[int],
              evaluate: bool, dry_run: bool, quiet: bool, verbose: bool, fairseq_args: Tuple[str, ...]) -> None:
     """Fine-tune a pretrained model on DATA (from `xlint data convert`) and evaluate it.
@@ -174,7 +182,7 @@ def finetune(data: Path, pretrained: Path, corpus: Optional[Path], save_dir: Pat
         lr_scale_weights=lr_scale_weights,
         route_languages=route_languages, corpus=corpus, cpu=cpu,
         cpu_threads=cpu_threads, evaluate=evaluate, dry_run=dry_run, quiet=quiet, verbose=verbose,
-        fairseq_args=fairseq_args,
+        fairseq_args=fairseq_args, curve_interval=curve_interval, curve_examples=curve_examples, curve_cka=curve_cka,
         method=MethodOptions(method=method, c1=fsf_c1, c2=fsf_c2, r=fsf_r, window=fsf_window, threshold=fsf_threshold,
                              s1=fsf_s1, s2=fsf_s2, v1=fsf_v1, v2=fsf_v2, policy_iv=fsf_policy_iv,
                              cka_interval=fsf_cka_interval, noisytune_lambda=noisytune_lambda))

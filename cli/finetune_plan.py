@@ -111,6 +111,12 @@ class FinetuneSpec:
     fairseq_args: Tuple[str, ...] = ()
     #: ``--method`` and its options (:mod:`.finetune_methods`)
     method: MethodOptions = field(default_factory=MethodOptions)
+    #: training curves (``RUN_DIR/curves.jsonl``): a point every this many updates (0: none)
+    curve_interval: int = 0
+    #: dev examples per language of the curves' fixed subset (None: the task's default, 200; 0: all)
+    curve_examples: Optional[int] = None
+    #: also each layer's CKA to the pretrained model at every point
+    curve_cka: bool = False
 
 
 @dataclass
@@ -189,6 +195,20 @@ def selection_metric(spec: FinetuneSpec, task: str, valid: Sequence[str]) -> Tup
     return f"{metric}_avg", "average over all dev sets"
 
 
+def curve_options(spec: FinetuneSpec, pretrained: Path) -> Dict[str, OptionValue]:
+    """The task options of the training curves (``{}`` without ``--curve-interval``)."""
+    if spec.curve_interval <= 0:
+        if spec.curve_examples is not None or spec.curve_cka:
+            raise click.BadParameter("needs --curve-interval N",
+                                     param_hint="--curve-cka" if spec.curve_cka else "--curve-examples")
+        return {}
+    out: Dict[str, OptionValue] = {"curve_interval": spec.curve_interval, "curve_examples": spec.curve_examples}
+    if spec.curve_cka:
+        out["curve_cka"] = True
+        out["slow_fast_reference"] = str(pretrained)  # the weights the CKA compares with, also on resume
+    return out
+
+
 def planned_updates(command: Sequence[str]) -> int:
     """How many updates the fairseq-train ``command`` makes: its task counts the batches it builds."""
     from ..user_dir.tasks.finetune_base import count_train_updates, parse_train_args
@@ -257,6 +277,7 @@ def plan_runs(spec: FinetuneSpec) -> Tuple[List[RunPlan], Dict[str, Any]]:
         "log_format": "json", "log_interval": 10, "cpu": spec.cpu,
     })
     base.update(method_options(spec.method, meta.get("kind"), pretrained.path))
+    base.update(curve_options(spec, pretrained.path))
     noisy_lambda = None
     if spec.method.method == "noisytune":
         noisy_lambda = DEFAULT_NOISYTUNE_LAMBDA if spec.method.noisytune_lambda is None else \

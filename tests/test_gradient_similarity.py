@@ -33,12 +33,11 @@ from xlint.analysis.gradient_similarity import (
     pair_similarities,
     parameter_group,
 )
+from xlint.user_dir.data.update_rows import UpdateRowsLog, read_rows
 from xlint.user_dir.tasks.grad_sim_probe import (
-    GradSimLog,
     micro_batch_seed,
     probe_pairs,
     probe_rows,
-    read_rows,
     shared_named_parameters,
     similarity_rows,
     total_cosines,
@@ -310,7 +309,7 @@ def test_logging_output_averages_over_ranks():
 
 
 def test_log_drops_redone_rows_and_skips_a_torn_line(tmp_path):
-    log = GradSimLog(str(tmp_path / "sub" / "gs.jsonl"))
+    log = UpdateRowsLog(str(tmp_path / "sub" / "gs.jsonl"))
     assert log.keep_before(5) == 0
     log.append([{"update": u, "group": "total"} for u in (0, 10, 20)])
     with open(log.path, "a") as f:
@@ -373,7 +372,7 @@ def test_resume_leaves_no_update_twice(tiny_mlm_data, tmp_path):
     path = str(save / "grad_sim.jsonl")
     assert sorted({r["update"] for r in read_rows(path)}) == [0, 1]
     # an interrupted run measured updates 2 and 3 after the checkpoint at update 2
-    GradSimLog(path).append([{"update": u, "group": "total", "pair": "en-fr", "stale": True} for u in (2, 3)])
+    UpdateRowsLog(path).append([{"update": u, "group": "total", "pair": "en-fr", "stale": True} for u in (2, 3)])
     run_fairseq_train(tiny_mlm_data.path, save, *extra, max_update=4)
     rows = read_rows(path)
     per_update = {}

@@ -190,11 +190,19 @@ class FinetuneDataset(FairseqDataset):
     Every item is a dict with at least ``tokens`` (LongTensor with ``<s>`` ... ``</s>``)
     and ``lang_id`` (the model's language index); ``collate_extra(items, batch)`` adds
     the targets and whatever the criterion needs.
+
+    Batches: fairseq builds them once, from :meth:`ordered_indices` under ``numpy_seed(seed +
+    epoch)`` of the epoch its iterator is first made for, and reuses them in every later epoch
+    (shuffling their order per epoch).  A resumed run makes its iterator at its starting epoch,
+    so a global-seeded shuffle would give it other batches than the uninterrupted run had;
+    with ``order_seed`` the shuffle is drawn from ``RandomState(order_seed)`` whatever the epoch
+    (the tasks pass ``--seed`` + 1: exactly the batches of an uninterrupted run, which starts at
+    epoch 1), so a resumed run trains on the same batches.
     """
 
     def __init__(self, items: List[Dict[str, Any]], pad: int,
                  collate_extra: Callable[[List[Dict[str, Any]], Dict[str, Any]], None],
-                 shuffle: bool, languages: Sequence[str], num_examples: int):
+                 shuffle: bool, languages: Sequence[str], num_examples: int, order_seed: Optional[int] = None):
         super().__init__()
         self.items = items
         self.pad = pad
@@ -202,6 +210,7 @@ class FinetuneDataset(FairseqDataset):
         self.shuffle = shuffle
         self.languages = list(languages)
         self.num_examples = num_examples
+        self.order_seed = order_seed
         self._sizes = np.array([len(item["tokens"]) for item in items], dtype=np.int64)
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
@@ -224,7 +233,8 @@ class FinetuneDataset(FairseqDataset):
 
     def ordered_indices(self) -> np.ndarray:
         if self.shuffle:
-            order = np.random.permutation(len(self))
+            rng = np.random if self.order_seed is None else np.random.RandomState(self.order_seed)
+            order = rng.permutation(len(self))
             return order[np.argsort(self._sizes[order], kind="stable")]
         return np.argsort(self._sizes, kind="stable")
 

@@ -34,9 +34,10 @@ flattens all parameters into one tensor, which loses the tags: with ``--head-lr`
 here; a controller that tagged parameters (:mod:`.slow_fast`) refuses it when it finds its
 groups missing.
 
-Checkpoints: an attached controller's state (:meth:`attach_controller`, e.g. the phase detector)
-travels inside this optimizer's state dict (fairseq saves and restores optimizer state on resume,
-but not the task's state), under :data:`CONTROLLER_STATE_KEY`.
+Checkpoints: the state of every attached controller (:meth:`attach_controller`, by name: the
+slow-fast controller's phase detector, the training curves' loss sums) travels inside this
+optimizer's state dict (fairseq saves and restores optimizer state on resume, but not the task's
+state), under :func:`controller_state_key` of its name.
 
 The class keeps the name ``XlintAdam``: besides the registry name, fairseq's trainer stores the
 optimizer's class name in every checkpoint (``optimizer_history``) and refuses to resume a run
@@ -52,8 +53,13 @@ from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 
 from ..models.task_heads import HEAD_PARAM_GROUP
 
-#: key of an attached controller's state in :meth:`XlintAdam.state_dict`
+#: key of the default controller's state (the slow-fast controller's) in :meth:`XlintAdam.state_dict`
 CONTROLLER_STATE_KEY = "xlint_controller_state"
+
+
+def controller_state_key(name: str = "") -> str:
+    """The optimizer-state key of the controller ``name`` ("" is the slow-fast controller's)."""
+    return f"{CONTROLLER_STATE_KEY}:{name}" if name else CONTROLLER_STATE_KEY
 #: separator of the tokens of a tag
 TAG_SEPARATOR = "+"
 
@@ -140,8 +146,8 @@ class XlintAdam(FairseqAdam):
         groups = [{"params": by_tag[tag], "lr_scale": scale} for tag, scale in zip(self.group_tags, self._scales)]
         super().__init__(cfg, groups)
         self._multipliers: Dict[str, float] = {}
-        self._controller = None
-        self._pending_controller_state: Optional[Dict[str, Any]] = None
+        self._controllers: Dict[str, Any] = {}
+        self._pending_controller_states: Dict[str, Dict[str, Any]] = {}
         self.set_lr(base_lr)
 
     # ------------------------------------------------------------------ rates
@@ -177,32 +183,32 @@ class XlintAdam(FairseqAdam):
 
     # ------------------------------------------------------------------ controller state
 
-    def attach_controller(self, controller) -> None:
-        """Save ``controller.state_dict()`` with this optimizer; hand it a state loaded before it attached."""
-        self._controller = controller
-        if self._pending_controller_state is not None:
-            controller.load_state_dict(self._pending_controller_state)
-            self._pending_controller_state = None
+    def attach_controller(self, controller, name: str = "") -> None:
+        """Save ``controller.state_dict()`` with this optimizer under ``name``; hand it a state loaded
+        before it attached."""
+        self._controllers[name] = controller
+        pending = self._pending_controller_states.pop(name, None)
+        if pending is not None:
+            controller.load_state_dict(pending)
 
     def state_dict(self):
-        state = super().state_dict()
-        if self._controller is not None:
-            state = dict(state)
-            state[CONTROLLER_STATE_KEY] = self._controller.state_dict()
-        elif self._pending_controller_state is not None:
-            state = dict(state)
-            state[CONTROLLER_STATE_KEY] = self._pending_controller_state
+        state = dict(super().state_dict())
+        saved = dict(self._pending_controller_states)
+        saved.update({name: controller.state_dict() for name, controller in self._controllers.items()})
+        for name, controller_state in saved.items():
+            state[controller_state_key(name)] = controller_state
         return state
 
     def load_state_dict(self, state_dict, optimizer_overrides=None):
         state_dict = dict(state_dict)
-        controller_state = state_dict.pop(CONTROLLER_STATE_KEY, None)
+        loaded = {key[len(CONTROLLER_STATE_KEY):].lstrip(":"): state_dict.pop(key) for key in list(state_dict)
+                  if isinstance(key, str) and key.startswith(CONTROLLER_STATE_KEY)}
         super().load_state_dict(state_dict, optimizer_overrides)
-        if controller_state is not None:
-            if self._controller is not None:
-                self._controller.load_state_dict(controller_state)
+        for name, controller_state in loaded.items():
+            if name in self._controllers:
+                self._controllers[name].load_state_dict(controller_state)
             else:
-                self._pending_controller_state = controller_state
+                self._pending_controller_states[name] = controller_state
 
 
 def find_xlint_adam(optimizer) -> Optional[XlintAdam]:

@@ -61,7 +61,7 @@ see :func:`locate_parameters`.
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import torch
 from fairseq import utils
@@ -310,11 +310,8 @@ class SlowFastController:
 
     def observe_logging_outputs(self, logging_outputs: List[Dict[str, Any]]) -> Optional[float]:
         """Push the loss of one training update from its (all-workers) logging outputs."""
-        if not self.enabled:
-            return None
-        loss_sum = utils.item(sum(log.get("loss", 0) for log in logging_outputs))
-        sample_size = utils.item(sum(log.get("sample_size", 0) for log in logging_outputs))
-        return self.observe_loss(loss_sum, sample_size)
+        loss = update_loss(logging_outputs) if self.enabled else None
+        return None if loss is None else self.observe_loss(*loss)
 
     def wants_cka_probe(self, num_updates: int) -> bool:
         """Whether a CKA probe for Policy IV's ``auto`` mode is due after ``num_updates`` updates."""
@@ -338,13 +335,14 @@ class SlowFastController:
 
 
 @torch.no_grad()
-def top_layers_cka(model, pretrained, src_tokens: torch.Tensor, padding_idx: int, layers=(-2, -1),
-                   **forward_kwargs) -> float:
-    """One Policy IV probe: mean linear CKA (float64, non-padding tokens) of ``layers`` (default: the
-    top two) between ``model`` and the frozen ``pretrained`` copy on the same batch.
+def layer_cka(model, pretrained, src_tokens: torch.Tensor, padding_idx: int,
+              layers: Optional[Sequence[int]] = None, **forward_kwargs) -> Dict[int, float]:
+    """``{k: CKA}``: linear CKA (float64, non-padding tokens) of the output of each layer ``k`` of
+    ``layers`` (``0 .. L-1``; negative counts from the top; default: every layer) between ``model``
+    and the frozen ``pretrained`` copy on the same batch (Guo et al. 2023, Fig. 6).
 
     Both run a no-grad forward (``features_only``, plus ``forward_kwargs``, e.g. ``src_lang_id``) in
-    eval mode (no dropout); ``model``'s training mode is restored.  The layer outputs come from
+    eval mode (no dropout); each model's training mode is restored.  The layer outputs come from
     :func:`..models.layer_groups.layer_outputs`.
     """
     from ..models import layer_groups
@@ -360,8 +358,24 @@ def top_layers_cka(model, pretrained, src_tokens: torch.Tensor, padding_idx: int
         finally:
             net.train(was_training)
         outputs.append(captured)
-    keys = sorted(outputs[0])
-    return sum(linear_cka(outputs[0][k], outputs[1][k], mask) for k in keys) / len(keys)
+    return {k: linear_cka(outputs[0][k], outputs[1][k], mask) for k in sorted(outputs[0])}
+
+
+def top_layers_cka(model, pretrained, src_tokens: torch.Tensor, padding_idx: int, layers=(-2, -1),
+                   **forward_kwargs) -> float:
+    """One Policy IV probe: the mean of :func:`layer_cka` over ``layers`` (default: the top two)."""
+    values = layer_cka(model, pretrained, src_tokens, padding_idx, layers, **forward_kwargs)
+    return sum(values.values()) / len(values)
+
+
+def update_loss(logging_outputs: Sequence[Dict[str, Any]]) -> Optional[Tuple[float, float]]:
+    """``(sum of loss, sum of sample_size)`` of one update's (all-workers) logging outputs, the loss
+    in nats (see the module docstring); None when the sample size is 0."""
+    loss_sum = utils.item(sum(log.get("loss", 0) for log in logging_outputs))
+    sample_size = utils.item(sum(log.get("sample_size", 0) for log in logging_outputs))
+    if not sample_size > 0:
+        return None
+    return float(loss_sum), float(sample_size)
 
 
 class SlowFastTaskMixin:

@@ -74,7 +74,8 @@ from ..data.finetune_data import (
 )
 from ..analysis.seeding import stable_seed
 from ..models.task_heads import HEAD_PARAM_GROUP
-from ..optim.slow_fast import SlowFastConfig, SlowFastTaskMixin, top_layers_cka
+from ..optim.slow_fast import SlowFastConfig, SlowFastTaskMixin, layer_cka, top_layers_cka
+from .training_curves import CurvesConfig, TrainingCurves, curve_point
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ TARGET_AVERAGE = "tgt_avg"
 
 
 @dataclass
-class FinetuneConfig(SlowFastConfig):
+class FinetuneConfig(CurvesConfig, SlowFastConfig):
     data: str = field(default=MISSING, metadata={"help": "folder written by `xlint data convert`"})
     train_languages: str = field(
         default="", metadata={"help": "comma-separated languages whose train split is trained on "
@@ -175,6 +176,8 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
         self._last_probe_update = -1
         self._reinit_done = False
         self._lr_scale_checked = False
+        self.curves = TrainingCurves(cfg)
+        self._curve_dataset: Optional[FinetuneDataset] = None
 
     @classmethod
     def setup_task(cls, cfg: FinetuneConfig, **kwargs):
@@ -341,9 +344,12 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
             self._last_probe_update = update_num  # once per update (the first of its micro-batches)
             self.cka_probe(model, sample)
         elif update_num == 0 and self._cka_reference is None and not self.cfg.slow_fast_reference \
-                and self.slow_fast.enabled and "IV" in self.slow_fast.preset \
-                and str(self.cfg.slow_fast_policy_iv) == "auto" and self.cfg.slow_fast_cka_interval > 0:
+                and self.needs_pretrained_reference():
             self._cka_reference = _frozen_copy(_unwrap(model))  # the pretrained weights (fresh run)
+        if self.curves.enabled and not ignore_grad:
+            self.curves.start(optimizer, update_num, _is_first_rank())
+            if self.curves.due(update_num):
+                self.record_curve_point(model, criterion, sample, update_num)
         if self.cfg.lr_scale_weights and not self._lr_scale_checked:
             self._lr_scale_checked = True
             from ..optim.adam_with_head_lr import LR_SCALE_TOKEN_PREFIX, find_xlint_adam, tag_tokens
@@ -362,14 +368,20 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
         self._reinit_done = True  # only before the first update of a fresh run, never on resume
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
+    def needs_pretrained_reference(self) -> bool:
+        """Whether CKA probes compare with the pretrained weights (Policy IV ``auto``, ``--curve-cka``)."""
+        policy_iv = (self.slow_fast.enabled and "IV" in self.slow_fast.preset
+                     and str(self.cfg.slow_fast_policy_iv) == "auto" and self.cfg.slow_fast_cka_interval > 0)
+        return policy_iv or (self.curves.enabled and self.curves.with_cka)
+
     def cka_reference(self, model) -> torch.nn.Module:
         """The frozen pretrained copy of ``model`` the probes compare with (loaded once)."""
         if self._cka_reference is not None:
             return self._cka_reference
         path = self.cfg.slow_fast_reference
         if not path:
-            raise RuntimeError("fine-tuning slow and fast: a resumed run with --slow-fast-policy-iv auto needs "
-                               "--slow-fast-reference (the pretrained checkpoint) for its CKA probes")
+            raise RuntimeError("a resumed run with CKA probes (--slow-fast-policy-iv auto, --curve-cka) needs "
+                               "--slow-fast-reference (the pretrained checkpoint)")
         from fairseq import checkpoint_utils
 
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
@@ -395,6 +407,45 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
         logger.info("Policy IV probe at update %d: top-layer CKA %.6f, Policy IV %s", self._last_probe_update,
                     value, "on" if active else "off")
         return value
+
+    # ------------------------------------------------------------------ training curves
+
+    def curve_dataset(self) -> FinetuneDataset:
+        """The fixed dev subset of the curves: ``--curve-examples`` examples of each validation language."""
+        if self._curve_dataset is None:
+            from ..data.finetune_data import subsample_indices
+
+            examples = []
+            for lang in self.valid_languages:
+                records = [record for record_lang, record in self.split_examples("valid") if record_lang == lang]
+                keep = subsample_indices(len(records), int(self.cfg.curve_examples), self.cfg.few_shot_seed, lang)
+                examples.extend((lang, records[i]) for i in keep)
+            self._curve_dataset = self.build_dataset(examples, "valid", "curve")
+        return self._curve_dataset
+
+    def record_curve_point(self, model, criterion, sample, update_num: int) -> Dict[str, Any]:
+        """Measure and write the curve point of ``update_num`` (see :mod:`.training_curves`)."""
+        inner = _unwrap(model)
+        was_training = inner.training
+        try:
+            items = collect_predictions(self, inner, criterion, self.curve_dataset(), int(self.cfg.curve_batch_size),
+                                        use_cuda=next(inner.parameters()).is_cuda)
+        finally:
+            inner.train(was_training)
+        cka = None
+        if self.curves.with_cka:
+            net_input = dict(sample["net_input"])
+            tokens = net_input.pop("src_tokens")
+            cka = layer_cka(inner, self.cka_reference(inner), tokens, self.dictionary.pad(), None, **net_input)
+        scores = {lang: values for lang, values in self.score_items(items).items()
+                  if lang not in (AVERAGE, TARGET_AVERAGE)}
+        row = curve_point(update_num, self.curves.mean_loss(), self.metric_names()[0], scores,
+                          self.train_languages, cka)
+        self.curves.record(row, _is_first_rank())
+        if row["gap"] is not None:
+            logger.info("curve at update %d: %s gap %.2f (source %.2f, target %.2f)", update_num, row["metric"],
+                        row["gap"], row["source"], row["target"])
+        return row
 
     def get_batch_iterator(self, dataset, *args, **kwargs):
         # no --data-buffer-size thread: it makes fairseq-train abort at exit (status 134) about one
@@ -465,7 +516,12 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
         raise NotImplementedError
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> FinetuneDataset:
-        examples = self.split_examples(split)
+        dataset = self.build_dataset(self.split_examples(split), split, split)
+        self.datasets[split] = dataset
+        return dataset
+
+    def build_dataset(self, examples: List[Tuple[str, Dict[str, Any]]], split: str, name: str) -> FinetuneDataset:
+        """The model inputs of ``examples`` as ``split`` builds them (``name``: for the log)."""
         ids = {lang: self.lang_id(lang) for lang in dict.fromkeys(lang for lang, _ in examples)}
         items: List[Dict[str, Any]] = []
         for index, (lang, record) in enumerate(examples):
@@ -474,12 +530,12 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
             raise FinetuneDataError(f"split {split!r}: no usable example")
         languages = list(ids)
         dataset = FinetuneDataset(items, self.dictionary.pad(), self.collate_extra, shuffle=split == "train",
-                                  languages=languages, num_examples=len(examples))
+                                  languages=languages, num_examples=len(examples),
+                                  order_seed=int(self.cfg.seed) + 1)  # the batches of epoch 1, also on resume
         dataset.examples = examples
         counts = {lang: sum(1 for example_lang, _ in examples if example_lang == lang) for lang in languages}
-        logger.info("%s: %s examples, %d model inputs (max length %d)", split,
+        logger.info("%s: %s examples, %d model inputs (max length %d)", name,
                     ", ".join(f"{lang} {n}" for lang, n in counts.items()), len(items), self.effective_max_length)
-        self.datasets[split] = dataset
         return dataset
 
     # ------------------------------------------------------------------ metrics
@@ -510,6 +566,8 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
+        if getattr(criterion, "training", False):
+            self.curves.observe(logging_outputs)
         if not any(PREDICTIONS_KEY in log for log in logging_outputs):
             return
         items = [item for log in logging_outputs for item in log.get(PREDICTIONS_KEY, ())]
@@ -537,6 +595,11 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     while hasattr(model, "module") and isinstance(getattr(model, "module"), torch.nn.Module):
         model = model.module
     return model
+
+
+def _is_first_rank() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or \
+        torch.distributed.get_rank() == 0
 
 
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:

@@ -27,7 +27,7 @@ Data parallel: micro-batch ``j`` of a probe runs on rank ``j mod world_size``; t
 gradients and token counts are all-reduced before the division and the cosines, so any
 world size gives the numbers of one process (to float32 summation order).
 
-Output: :class:`GradSimLog` appends one JSON row per (pair, group) to
+Output: :class:`..data.update_rows.UpdateRowsLog` appends one JSON row per (pair, group) to
 ``SAVE_DIR/grad_sim.jsonl`` (rank 0; one ``write`` per line, flushed and fsynced); a
 process that starts training at update U first drops the rows of updates >= U (rows an
 interrupted run measured after its last checkpoint, and the row of U itself, which the
@@ -36,11 +36,9 @@ rows with ``"finite": false`` and null values; training goes on.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -263,73 +261,6 @@ def log_key(lang_a: str, lang_b: str) -> str:
 def total_cosines(rows: Sequence[Dict[str, Any]]) -> Dict[str, Optional[float]]:
     """``grad_cos_<a>_<b>`` -> the total group's cosine (None where not finite)."""
     return {log_key(r["lang_a"], r["lang_b"]): r["cos"] for r in rows if r["group"] == TOTAL}
-
-
-class GradSimLog:
-    """The JSONL file of probe rows: append line by line, drop the rows a resumed run redoes."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def read(self) -> List[Dict[str, Any]]:
-        return read_rows(self.path)
-
-    def keep_before(self, update: int) -> int:
-        """Rewrite the file (atomically) without rows of updates >= ``update``; the number dropped."""
-        if not os.path.exists(self.path):
-            return 0
-        rows = self.read()
-        kept = [r for r in rows if int(r["update"]) < update]
-        if len(kept) == len(rows) and _ends_with_newline(self.path):
-            return 0
-        directory = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=".grad_sim.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                for row in kept:
-                    f.write(json.dumps(row) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return len(rows) - len(kept)
-
-    def append(self, rows: Sequence[Dict[str, Any]]) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            for row in rows:
-                os.write(fd, (json.dumps(row) + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _ends_with_newline(path: str) -> bool:
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        if f.tell() == 0:
-            return True
-        f.seek(-1, os.SEEK_END)
-        return f.read(1) == b"\n"
-
-
-def read_rows(path: str) -> List[Dict[str, Any]]:
-    """The complete rows of a grad_sim JSONL file (a torn last line, from a crash, is skipped)."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
-    return rows
 
 
 @dataclass

@@ -69,10 +69,10 @@ from omegaconf import II
 from ..analysis.temperature import DEFAULT_TEMPERATURE
 from ..data.language_sampling import build_language_sampler, sampler_accepts
 from ..data.multilingual_split import LanguageBlockEpochIterator, MultilingualSplit
+from ..data.update_rows import UpdateRowsLog
 from .grad_sim_probe import (
     GRAD_SIM_FILE,
     GradientSimilarityProbe,
-    GradSimLog,
     ProbeSettings,
     loss_scale_of,
     rank_and_world_size,
@@ -391,7 +391,7 @@ class XlmMlmTask(MaskedLMTask):
         if not self._grad_sim_started:
             self._grad_sim_started = True
             if rank_and_world_size()[0] == 0:
-                dropped = GradSimLog(self.grad_sim_path()).keep_before(update_num)
+                dropped = UpdateRowsLog(self.grad_sim_path()).keep_before(update_num)
                 if dropped:
                     logger.info("gradient similarity: dropped %d rows of updates >= %d (redone after the resume)",
                                 dropped, update_num)
@@ -405,7 +405,7 @@ class XlmMlmTask(MaskedLMTask):
                                                       loss_scale_of(optimizer), amp=isinstance(optimizer, AMPOptimizer))
         rows = similarity_rows(probes, similarities, update_num, self._epoch)
         if rank_and_world_size()[0] == 0:
-            GradSimLog(self.grad_sim_path()).append(rows)
+            UpdateRowsLog(self.grad_sim_path()).append(rows)
         self._grad_sim_logging = grad_sim_logging_output(rows)
         if any(not row["finite"] for row in rows):
             logger.warning("gradient similarity at update %d: non-finite gradients (recorded as such)", update_num)
