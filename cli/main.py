@@ -26,7 +26,8 @@ COMMANDS: CommandTable = {
     "evaluate": ("commands_finetune", "evaluate", "Per-language downstream scores of a fine-tuned checkpoint."),
     "interpolate": ("commands_interpolate", "interpolate", "Interpolated fine-tuned models (Wu et al. 2022)."),
     "grad-sim": ("commands_grad_sim", "grad_sim", "Gradient similarity between languages of checkpoints (Fig. 3)."),
-    "plot": ("commands_plot", "plot", "Figures: perplexity, gradient similarity, interpolation (PNG + PDF)."),
+    "fsf": ("commands_fsf", "fsf", "Fine-tuning slow and fast helpers: derive the weight sets from a layer sweep."),
+    "plot": ("commands_plot", "plot", "The papers' figures (PNG + PDF): perplexity, gradients, L0, interpolation, gap curves, CKA."),
     "report": ("commands_report", "report", "A paper's table from finished runs, beside the published numbers."),
 }
 
