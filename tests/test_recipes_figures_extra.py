@@ -96,7 +96,7 @@ def test_wu2022_figure_recipes_smoke(tmp_path_factory, tmp_path):
     assert "--metric acc" in first  # POS models are selected on accuracy
     figure_written(out / "fig8_pos")
     aggregate = json.loads((out / "fig8_pos.json").read_text(encoding="utf-8"))
-    assert [(e["task"], e["source"], e["target"]) for e in aggregate["experiments"]] == [("pos", "en", "fr")]
+    assert [(e["kind"], e["source"], e["target"]) for e in aggregate["experiments"]] == [("pos", "en", "fr")]
     assert {row["role"] for row in aggregate["pooled"]} == {"source", "target"}
     journal = out / "pos" / "en-fr" / "sweeps" / "1d-seed1" / "points.jsonl"
     assert len(journal.read_text().splitlines()) == 3  # the smoke grid 0, 0.5, 1
