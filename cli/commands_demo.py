@@ -549,7 +549,6 @@ def demo(papers: Tuple[str, ...], workdir: Path, cache_dir: Optional[Path], max_
 
     Re-running reuses the data, the corpus and every finished job whose options did not change.
     """
-    from .demo_guo import curves_supported
     from .demo_plan import parse_papers, plan_demo
     from .demo_report import build_report, closing_lines, draw_figures
 
@@ -563,10 +562,7 @@ def demo(papers: Tuple[str, ...], workdir: Path, cache_dir: Optional[Path], max_
     except DemoDataError as err:
         raise click.ClickException(str(err)) from None
     corpus = prepare_corpus(data, settings)
-    curves = "guo2023" in chosen and curves_supported()
-    if "guo2023" in chosen and not curves:
-        click.echo("this fairseq task has no --curve-interval: the Guo runs write no training curves", err=True)
-    plan = plan_demo(chosen, data, corpus, settings, curves=curves)
+    plan = plan_demo(chosen, data, corpus, settings)
     job_list = plan.jobs(data, corpus)
     click.echo(f"{', '.join(chosen)}: {len(job_list)} jobs, {jobs} at a time (one thread each); logs under "
                f"{workdir}", err=True)

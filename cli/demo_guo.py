@@ -34,30 +34,21 @@ FSF_WINDOW = 20
 GUO_METHODS = (("df", (), "DF"), ("fsf", (("window", FSF_WINDOW),), f"FSF (w = {FSF_WINDOW})"))
 
 
-def curves_supported() -> bool:
-    """Whether the fine-tuning task has the training-curve options (``--curve-interval``)."""
-    import dataclasses
-
-    from ..user_dir.tasks.finetune_base import FinetuneConfig
-
-    return any(item.name == "curve_interval" for item in dataclasses.fields(FinetuneConfig))
-
-
 def curve_args(interval: int = CURVE_INTERVAL, examples: int = CURVE_EXAMPLES) -> tuple:
     """The fairseq-train task options that make a fine-tuning run write ``curves.jsonl``."""
     return ("--curve-interval", str(interval), "--curve-examples", str(examples))
 
 
-def guo_task(method: str, options: tuple = (), curves: bool = True) -> FinetuneTask:
+def guo_task(method: str, options: tuple = ()) -> FinetuneTask:
     """English POS fine-tuning with ``method``, validated on the targets too (zero-shot), one seed."""
     return FinetuneTask(SOURCE_LANGUAGE, (SOURCE_LANGUAGE, *GUO_TARGETS), several_seeds=False,
                         setting="zero-shot", targets=GUO_TARGETS, method=method, method_options=options,
-                        fairseq_args=curve_args() if curves else (), label=f"guo-{method}")
+                        fairseq_args=curve_args(), label=f"guo-{method}")
 
 
-def guo_tasks(curves: bool = True) -> List[FinetuneTask]:
+def guo_tasks() -> List[FinetuneTask]:
     """DF and FSF, in the table's order."""
-    return [guo_task(method, options, curves) for method, options, _ in GUO_METHODS]
+    return [guo_task(method, options) for method, options, _ in GUO_METHODS]
 
 
 def method_row(method: str) -> str:

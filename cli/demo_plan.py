@@ -88,11 +88,9 @@ class DemoPlan:
         return list(unique.values())
 
 
-def plan_demo(papers: Sequence[str], data: DemoData, corpus: Corpus, settings: DemoSettings,
-              curves: bool = True) -> DemoPlan:
+def plan_demo(papers: Sequence[str], data: DemoData, corpus: Corpus, settings: DemoSettings) -> DemoPlan:
     """The jobs of the chosen papers. ``settings.finetune_epochs == 0`` plans no fine-tuning at all (then
-    the Guo and Wu parts are empty); ``settings.l0_updates == 0`` no L0 masks; ``curves``: the Guo
-    runs write training curves (the task's ``--curve-interval``)."""
+    the Guo and Wu parts are empty); ``settings.l0_updates == 0`` no L0 masks."""
     papers = tuple(papers)
     runs = DEMO_RUNS if "wang2020" in papers else [run for run in DEMO_RUNS if run.name == JOINT]
     plan = DemoPlan(papers, {run.name: plan_pretraining(corpus, run, settings) for run in runs})
@@ -109,7 +107,7 @@ def plan_demo(papers: Sequence[str], data: DemoData, corpus: Corpus, settings: D
         plan.wang = [finetuning(run.name, task, seed) for run in downstream_runs() for task in FINETUNE_TASKS
                      for seed in settings.seeds(task)]
     if "guo2023" in papers:
-        plan.guo = [finetuning(JOINT, task, 1) for task in guo_tasks(curves)]
+        plan.guo = [finetuning(JOINT, task, 1) for task in guo_tasks()]
     if "wu2022" in papers:
         source = finetuning(JOINT, FINETUNE_TASKS[0], 1)  # the Wang part's θ_en, seed 1
         plan.wu = plan_sweep(source, finetuning(JOINT, BILINGUAL_TASK, 1), settings.workdir)

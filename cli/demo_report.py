@@ -7,6 +7,7 @@ into ``WORKDIR/figures/`` (PNG + PDF); :func:`closing_lines` says where all of i
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
@@ -42,6 +43,8 @@ def guo_results(plan: DemoPlan, outcomes: Mapping[str, JobOutcome]) -> Dict[str,
 def draw_figures(plan: DemoPlan, outcomes: Mapping[str, JobOutcome], workdir: Path) -> Tuple[List[Path],
                                                                                              Dict[str, Any]]:
     """Every figure of the parts that ran (PNG + PDF under ``workdir/figures``) and the L0 comparison."""
+    for name in ("matplotlib", "PIL"):  # an in-process fairseq import may have put the root logger at DEBUG
+        logging.getLogger(name).setLevel(logging.WARNING)
     figures = workdir / FIGURES_DIR
     figures.mkdir(parents=True, exist_ok=True)
     paths: List[Path] = []

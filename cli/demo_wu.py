@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Sequence
 
 import click
 
@@ -97,7 +97,8 @@ def sweep_job(plan: SweepPlan) -> Job:
 # --------------------------------------------------------------------------- table and figure
 
 
-def alpha_rows(result: Mapping[str, Any], metric: str = "acc") -> List[Dict[str, float]]:
+def alpha_rows(result: Mapping[str, Any], languages: Sequence[str] = SWEEP_LANGUAGES,
+               metric: str = "acc") -> List[Dict[str, float]]:
     """Per α (sorted): the raw dev score of every language, and ``<lang>_normalised`` (over α = 1)."""
     points = {float(point["point"][0]): point["scores"] for point in result["points"]}
     if 1.0 not in points:
@@ -105,7 +106,7 @@ def alpha_rows(result: Mapping[str, Any], metric: str = "acc") -> List[Dict[str,
     rows = []
     for alpha in sorted(points):
         row: Dict[str, float] = {"alpha": alpha}
-        for lang in SWEEP_LANGUAGES:
+        for lang in languages:
             score, reference = float(points[alpha][lang][metric]), float(points[1.0][lang][metric])
             row[lang] = score
             row[f"{lang}_normalised"] = score / reference if reference else math.nan

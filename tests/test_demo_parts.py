@@ -144,7 +144,7 @@ def test_wang_finetuning_keys_are_those_of_plain_within_language_runs(planned) -
     assert plan.payload["setting"] == "within" and plan.payload["method"] == {} and plan.payload["fairseq_args"] == []
 
 
-def test_guo_runs_differ_in_the_method_and_write_curves(planned, tmp_path: Path) -> None:
+def test_guo_runs_differ_in_the_method_and_write_curves(planned) -> None:
     demo, _ = planned(("guo2023",))
     df, fsf = demo.guo
     assert df.key != fsf.key and df.job_dir != fsf.job_dir
@@ -153,10 +153,7 @@ def test_guo_runs_differ_in_the_method_and_write_curves(planned, tmp_path: Path)
     assert df.payload["method"] == {} and fsf.payload["method"] == {"method": "fsf", "window": FSF_WINDOW}
     args = fsf.payload["fairseq_args"]
     assert args[args.index("--curve-interval") + 1] == str(CURVE_INTERVAL)
-    assert fsf.options["method"] == {"method": "fsf", "window": FSF_WINDOW}
-    without = plan_demo(("guo2023",), _data(tmp_path / "d2"), Corpus(tmp_path / "corpus", "c0rpus"),
-                        _settings(tmp_path), curves=False)
-    assert without.guo[1].payload["fairseq_args"] == [] and without.guo[1].key != fsf.key
+    assert fsf.options["method"] == {"method": "fsf", "window": FSF_WINDOW} and fsf.options["fairseq_args"] == args
 
 
 def test_bilingual_run_trains_on_en_and_tr_with_the_same_seed_and_budget(planned) -> None:
@@ -293,3 +290,41 @@ def test_closing_lines_name_the_tables_figures_and_logs(tmp_path: Path) -> None:
     assert lines[1] == f"figures (PNG + PDF) in {tmp_path / 'figures'}: guo2023_gap, wu2022_fig2_1d"
     assert lines[2].startswith("logs: ")
     assert len(closing_lines(tmp_path, [], 1.0).splitlines()) == 2  # no figure line without figures
+
+
+# --------------------------------------------------------------------------- the new kinds of job, for real
+
+
+@pytest.mark.slow
+def test_zero_shot_fsf_with_curves_and_bilingual_jobs_run_and_interpolate(tmp_path_factory, tmp_path: Path) -> None:
+    """The payloads of the Guo and Wu parts train (tiny synthetic world), write curves, and θ_src and
+    θ_{src,tgt} (same seed) are combinable by ``xlint interpolate``."""
+    from click.testing import CliRunner
+    from test_finetune_support import world
+
+    from xlint.cli.demo_guo import curve_args, read_curves
+    from xlint.cli.demo_jobs import finetune_job_payload, run_finetune_job
+    from xlint.cli.main import cli
+
+    ft = world(tmp_path_factory)
+    common = dict(data=ft.converted["pos"], pretrained=ft.checkpoint, corpus=ft.corpus, source="en", epochs=1,
+                  lr=5e-4, batch_size=8, max_train_examples=24, seed=1)
+    fsf = run_finetune_job(finetune_job_payload(save_dir=tmp_path / "fsf", test_languages=["en", "fr"],
+                                                setting="zero-shot", targets=["fr"],
+                                                method={"method": "fsf", "window": 2},
+                                                fairseq_args=curve_args(interval=1, examples=4), **common))
+    curves = read_curves(fsf)
+    assert curves[0]["update"] == 0 and set(curves[-1]["scores"]) == {"en", "fr"}
+    assert set(fsf["test"]) == {"en", "fr"} and 0 <= fsf["dev_acc"] <= 100
+    assert "fsf_p1" in (Path(fsf["run_dir"]) / "train.log").read_text(encoding="utf-8")
+    source = run_finetune_job(finetune_job_payload(save_dir=tmp_path / "src", test_languages=["en"], **common))
+    bilingual = run_finetune_job(finetune_job_payload(save_dir=tmp_path / "bi", test_languages=["en", "fr"],
+                                                      setting="bilingual", targets=["fr"], **common))
+    assert read_curves(source) == []
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(cli, ["interpolate", source["checkpoint"], bilingual["checkpoint"], "--out", str(out),
+                                      "--alphas", "0,1", "--languages", "en,fr", "--cpu", "--quiet"])
+    assert result.exit_code == 0, result.output[-3000:]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    rows = alpha_rows({"points": summary["points"]}, languages=("en", "fr"))
+    assert [row["alpha"] for row in rows] == [0.0, 1.0] and rows[1]["en_normalised"] == 1.0
