@@ -138,7 +138,7 @@ def pretrain(data: Path, variant: str, setting: Optional[str], lang: Optional[st
     if dry_run:
         return
     save_dir.mkdir(parents=True, exist_ok=True)
-    run_command(command, log_file=save_dir / "train.log", echo=False)
+    run_command(command, log_file=save_dir / "train.log", echo=False, append=True)  # a resumed run keeps its history
 
 
 @click.command("user-dir")

@@ -8,7 +8,8 @@
 #   guo_layers                   L, the encoder depth of PRETRAINED (`xlint fsf layers`; $LAYERS overrides), into GUO_L
 #                                (guo_run calls it once, for the first method whose options name layers)
 #   guo_method_options METHOD    the method's xlint finetune options, one per line (layer methods need GUO_L)
-#   guo_run METHOD               fine-tune METHOD on TASK zero-shot (skipped when finished; see lib.sh xl_finetune);
+#   guo_run METHOD [M]           fine-tune METHOD on TASK zero-shot, or few-shot with M examples per target language
+#                                (OUT/METHOD/TASK-few-shot-M; skipped when finished, see lib.sh xl_finetune);
 #                                on NER, c2-<v> and v2-to-v1 are not run: Policy IV is not applied to NER, so the
 #                                paper has no such cells (Tables 5 and 8)
 #
@@ -109,9 +110,10 @@ guo_method_options() {
   esac
 }
 
-guo_run() {
-  local method=$1 options=()
+guo_run() {  # METHOD [M]: zero-shot, or few-shot with M examples per target language (OUT/METHOD/TASK-few-shot-M)
+  local method=$1 shots=${2:-0} options=() setting=zero-shot shot=(--setting zero-shot)
   local text
+  if [ "$shots" != 0 ]; then setting=few-shot-$shots; shot=(--setting few-shot --few-shot "$shots"); fi
   case $method in last-* | freeze-* | reinit-* | enlarge-*) if [ -z "${GUO_L:-}" ]; then guo_layers; fi ;; esac
   if [ "$TASK" = ner ]; then
     case $method in c2-* | v2-to-v1)
@@ -121,7 +123,7 @@ guo_run() {
   fi
   text=$(guo_method_options "$method")
   if [ -n "$text" ]; then mapfile -t options <<<"$text"; fi
-  echo "== $method $TASK zero-shot"
-  xl_finetune "$OUT/$method/$TASK-zero-shot" "$DATA" --pretrained "$PRETRAINED" --source "$PIVOT" \
-    --setting zero-shot --method "$(guo_cli_method "$method")" "${GUO_FINETUNE[@]}" "${options[@]}"
+  echo "== $method $TASK $setting"
+  xl_finetune "$OUT/$method/$TASK-$setting" "$DATA" --pretrained "$PRETRAINED" --source "$PIVOT" \
+    "${shot[@]}" --method "$(guo_cli_method "$method")" "${GUO_FINETUNE[@]}" "${options[@]}"
 }

@@ -14,43 +14,15 @@
 # "" for zero-shot only), SEEDS (default 1,2,3,4), EPOCHS, PIVOT (en).  NER runs get Policy IV off, as in the
 # paper.  $NGPUS runs side by side; re-running skips finished fine-tunings; commands are printed.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/guo2023_common.sh"
 
-SMOKE=0
-if [ "${1:-}" = "--smoke" ]; then SMOKE=1; shift; fi
-if [ $# -ne 4 ]; then xl_usage; exit 2; fi
-PRETRAINED=$1 TASK=$2 DATA=$3 OUT=$4
-PIVOT=${PIVOT:-en}
+guo_args "$@"
 METHODS=${METHODS:-df noisytune fs ff ours}
 FEW_SHOT=${FEW_SHOT-5 10 20}
 
-if [ "$SMOKE" = 1 ]; then
-  FINETUNE=(--seeds "${SEEDS:-1}" --epochs 1 --batch-size 16 --lr 1e-3 --max-length 32 --cpu --cpu-threads 1
-            --quiet --fsf-window 2 --fsf-cka-interval 2)
-  NGPUS=1
-else
-  FINETUNE=(--seeds "${SEEDS:-1,2,3,4}")
-  if [ -n "${EPOCHS:-}" ]; then FINETUNE+=(--epochs "$EPOCHS"); fi
-fi
-
 for method in $METHODS; do
-  cli_method=$method
-  if [ "$method" = ours ]; then cli_method=fsf; fi
-  run_options=()
-  skip=0
-  for option in "${FINETUNE[@]}"; do
-    # the --fsf-* options (each with a value) belong to the slow-fast methods only
-    if [ "$skip" = 1 ]; then skip=0; continue; fi
-    case $option in --fsf-*) if [ "$cli_method" = df ] || [ "$cli_method" = noisytune ]; then skip=1; continue; fi ;;
-    esac
-    run_options+=("$option")
-  done
   for m in 0 $FEW_SHOT; do
-    if [ "$m" = 0 ]; then setting=zero-shot; shot=(--setting zero-shot); else
-      setting=few-shot-$m; shot=(--setting few-shot --few-shot "$m"); fi
-    echo "== $method $TASK $setting"
-    xl_finetune "$OUT/$method/$TASK-$setting" "$DATA" --pretrained "$PRETRAINED" --source "$PIVOT" \
-      "${shot[@]}" --method "$cli_method" "${run_options[@]}"
+    guo_run "$method" "$m"
   done
 done
 xl_wait
