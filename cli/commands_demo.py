@@ -372,11 +372,12 @@ def finetuning_job_name(plan: FinetunePlan) -> str:
 
 
 def finetuning_label(plan: FinetunePlan) -> str:
-    """``POS en -> en,grc,tr with Joint (grc+tr+en), seed 1`` (training languages, method when not plain)."""
+    """``POS en -> en,grc,tr with Joint (grc+tr+en), seed 1``; the setting and method of any other than the
+    plain within-language run: ``POS en+tr -> en,tr (bilingual, df) with ...``."""
     task = plan.task
     trained = "+".join((task.source, *task.targets)) if task.setting == "bilingual" else task.source
-    method = f", {task.method}" if task.method != "df" else ""
-    return f"POS {trained} -> {','.join(task.tests)} with {plan.run.row}{method}, seed {plan.seed}"
+    kind = f" ({task.setting}, {task.method})" if task.extra_options() else ""
+    return f"POS {trained} -> {','.join(task.tests)}{kind} with {plan.run.row}, seed {plan.seed}"
 
 
 def finetuning_job(plan: FinetunePlan) -> Job:

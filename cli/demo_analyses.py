@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
@@ -127,12 +128,18 @@ def l0_job(plan: L0Plan) -> Job:
 
 
 def compare_l0(plans: Sequence[L0Plan], workdir: Path, figures: Path) -> Dict[str, Any]:
-    """``xlint l0 compare`` of the finished masks: ``workdir/l0/compare.json``, ``figures/fig4{a,b}_l0``."""
+    """``xlint l0 compare`` of the finished masks: ``workdir/l0/compare.json`` and its figures, moved to
+    ``figures/wang2020_fig4{a,b}_l0.{png,pdf}``."""
     from .l0_compare import compare_runs, load_runs, plot_figures, write_comparison
 
     result = compare_runs(load_runs([plan.gates for plan in plans]), list(L0_LANGUAGES))
     write_comparison(result, workdir / "l0")
-    return {"comparison": result, "figures": [str(path) for path in plot_figures(result, figures)]}
+    moved = []
+    for path in plot_figures(result, workdir / "l0"):
+        target = figures / f"wang2020_{path.name}"
+        os.replace(path, target)
+        moved.append(str(target))
+    return {"comparison": result, "figures": moved}
 
 
 def l0_table(comparison: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ from xlint.cli.commands_demo import (
     Corpus,
     DemoSettings,
     finetuning_job_name,
+    finetuning_label,
 )
 from xlint.cli.demo_analyses import L0_LANGUAGES, grad_sim_table, l0_command, l0_table
 from xlint.cli.demo_guo import CURVE_INTERVAL, FSF_WINDOW, guo_table, gap_on_test
@@ -154,6 +155,8 @@ def test_guo_runs_differ_in_the_method_and_write_curves(planned) -> None:
     args = fsf.payload["fairseq_args"]
     assert args[args.index("--curve-interval") + 1] == str(CURVE_INTERVAL)
     assert fsf.options["method"] == {"method": "fsf", "window": FSF_WINDOW} and fsf.options["fairseq_args"] == args
+    assert finetuning_label(fsf) == "POS en -> en,tr,grc (zero-shot, fsf) with Joint (grc+tr+en), seed 1"
+    assert finetuning_label(df).startswith("POS en -> en,tr,grc (zero-shot, df) with")
 
 
 def test_bilingual_run_trains_on_en_and_tr_with_the_same_seed_and_budget(planned) -> None:
@@ -162,6 +165,8 @@ def test_bilingual_run_trains_on_en_and_tr_with_the_same_seed_and_budget(planned
     assert bilingual["setting"] == "bilingual" and bilingual["targets"] == ["tr"]
     for field in ("seed", "epochs", "lr", "batch_size", "max_train_examples", "pretrained", "data"):
         assert bilingual[field] == source[field], field
+    assert finetuning_label(demo.wu.source) == "POS en -> en,grc,tr with Joint (grc+tr+en), seed 1"  # Wang's run
+    assert finetuning_label(demo.wu.bilingual).startswith("POS en+tr -> en,tr (bilingual, df) with")
     assert demo.wu.key != planned(("wu2022",), finetune_epochs=3)[0].wu.key  # the models' keys enter the sweep's
 
 
@@ -328,3 +333,29 @@ def test_zero_shot_fsf_with_curves_and_bilingual_jobs_run_and_interpolate(tmp_pa
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     rows = alpha_rows({"points": summary["points"]}, languages=("en", "fr"))
     assert [row["alpha"] for row in rows] == [0.0, 1.0] and rows[1]["en_normalised"] == 1.0
+
+
+def test_l0_comparison_writes_its_numbers_and_the_wang_figures(planned, tmp_path: Path) -> None:
+    import random
+
+    demo, _ = planned(("wang2020",))
+    keys = ["layer0.attn", "layer0.ffn", "layer1.attn", "layer1.ffn"] * 2
+    rng = random.Random(0)
+    for plan in demo.l0:
+        plan.job_dir.mkdir(parents=True)
+        gates = {"language": plan.language, "seed": plan.seed, "num_updates": 60,
+                 "names": [f"g{i}" for i in range(len(keys))], "keys": keys,
+                 "log_alpha": [rng.uniform(-3, 3) for _ in keys]}
+        plan.gates.write_text(json.dumps(gates), encoding="utf-8")
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    from xlint.cli.demo_analyses import compare_l0
+
+    result = compare_l0(demo.l0, demo.joint.run_dir.parents[1], figures)
+    assert sorted(path.name for path in figures.iterdir()) == [
+        "wang2020_fig4a_l0.pdf", "wang2020_fig4a_l0.png", "wang2020_fig4b_l0.pdf", "wang2020_fig4b_l0.png"]
+    assert result["figures"] == [str(figures / "wang2020_fig4a_l0.png"), str(figures / "wang2020_fig4a_l0.pdf"),
+                                 str(figures / "wang2020_fig4b_l0.png"), str(figures / "wang2020_fig4b_l0.pdf")]
+    comparison = json.loads((demo.joint.run_dir.parents[1] / "l0" / "compare.json").read_text(encoding="utf-8"))
+    assert [entry["languages"] for entry in comparison["between_languages"]] == [["en", "tr"]]
+    assert l0_table(comparison).splitlines()[2].startswith("| en – tr | ")
