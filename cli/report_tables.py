@@ -293,6 +293,12 @@ _register(_guo(
            {"task": "xnli", "metric": "acc", "score": "{col}"}),),
     (Group("method", "Method", _methods(GUO_METHODS, noisytune="NosiyTune")),)))
 _register(_guo(
+    "pos", "POS accuracy per language (zero-shot; beyond the paper: the demo's en -> tr, grc)",
+    (Group("pos", "POS (acc)", _axes("en tr grc") + (Axis("tgt", "target avg", {"average": "tr grc"}),),
+           {"task": "pos", "metric": "acc", "score": "{col}"}),),
+    (Group("method", "Method", _methods(GUO_METHODS)),),
+    note="Not a table of the paper: Guo et al.'s methods on the demo's real data (recipes/guo2023_demo_pos.sh)."))
+_register(_guo(
     "8", "Which weight sets take which policy (zero-shot)",
     (Group("method", "", _methods((("ours", "Our method"), ("only-s1", "Only S^I"), ("only-s2", "Only S^II"),
                                    ("s2-to-s1", "S^II to S^I"), ("only-v1", "Only V^I"), ("only-v2", "Only V^II"),

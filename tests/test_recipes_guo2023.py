@@ -38,3 +38,25 @@ def test_guo2023_table2_recipe_smoke(tmp_path_factory, tmp_path):
     again = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=600)
     assert again.returncode == 0 and again.stdout.count("done, skipped") == 4, again.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_guo2023_demo_pos_recipe_smoke(tmp_path_factory, tmp_path):
+    """The demo's POS experiment: every method with curves, the per-language table and the gap figure."""
+    ft = world(tmp_path_factory)
+    out = tmp_path / "demo-pos"
+    env = dict(subprocess_env(threads=1), XLINT=str(Path(sys.executable).parent / "xlint"), METHODS="df fs")
+    command = ["bash", str(REPO_ROOT / "recipes" / "guo2023_demo_pos.sh"), "--smoke", str(ft.checkpoint),
+               str(ft.converted["pos"]), str(out)]
+    proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    for method in ("df", "fs"):
+        recipe_command = (out / method / "pos-zero-shot" / "recipe.command").read_text(encoding="utf-8")
+        assert "--curve-interval 1" in recipe_command
+        assert ("--fsf-window" in recipe_command) == (method == "fs") and "--fsf-cka-interval" not in recipe_command
+        curves = list((out / method / "pos-zero-shot").glob("*/seed1/curves.jsonl"))
+        assert len(curves) == 1 and curves[0].read_text(encoding="utf-8").count("\n") >= 2
+    table = json.loads((out / "guo2023_tablepos.json").read_text(encoding="utf-8"))
+    filled = {(cell["row"], cell["column"]) for cell in table["cells"] if cell["text"]}
+    assert {row for row, _ in filled} == {"method/df", "method/fs"}, filled  # the en column (the world has no tr, grc)
+    assert (out / "guo2023_demo_gap.png").stat().st_size > 0 and (out / "guo2023_demo_gap.pdf").is_file()
