@@ -27,7 +27,7 @@ COMMANDS: CommandTable = {
     "interpolate": ("commands_interpolate", "interpolate", "Interpolated fine-tuned models (Wu et al. 2022)."),
     "grad-sim": ("commands_grad_sim", "grad_sim", "Gradient similarity between languages of checkpoints (Fig. 3)."),
     "fsf": ("commands_fsf", "fsf", "Fine-tuning slow and fast helpers: derive the weight sets from a layer sweep."),
-    "plot": ("commands_plot", "plot", "The papers' figures (PNG + PDF): perplexity, gradients, interpolation, gap, CKA."),
+    "plot": ("commands_plot", "plot", "The papers' figures (PNG + PDF): ppl, gradients, interpolation, gap, CKA."),
     "report": ("commands_report", "report", "A paper's table from finished runs, beside the published numbers."),
 }
 
