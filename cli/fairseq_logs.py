@@ -7,7 +7,10 @@ numbers or strings of numbers.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import click
 
 
 def parse_log_records(lines: Iterable[str], tag: str) -> List[Dict[str, Any]]:
@@ -47,3 +50,13 @@ def validation_history(log_lines: Sequence[str]) -> List[Dict[str, Any]]:
             continue
         history = [kept for kept in history if float(kept["valid_num_updates"]) < updates] + [record]
     return history
+
+
+def resolve_log(run: Path) -> Path:
+    """A run's ``train.log``: ``run`` itself if it is a file, else ``run/train.log`` (one-line error if neither)."""
+    if run.is_file():
+        return run
+    if (run / "train.log").is_file():
+        return run / "train.log"
+    raise click.BadParameter(f"{run}: no train.log (the log `xlint pretrain` writes; or give the log file)",
+                             param_hint="RUNS")

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
 
-from .fairseq_logs import as_float, parse_log_records
+from .fairseq_logs import as_float, parse_log_records, resolve_log
 from .figures import new_figure, save_figure
 
 _WARMUP = re.compile(r"""['"]warmup_updates['"]\s*:\s*(\d+)""")
@@ -70,15 +70,6 @@ def logged_warmup(lines: Sequence[str]) -> Optional[int]:
         if match:
             found = int(match.group(1))
     return found
-
-
-def resolve_log(run: Path) -> Path:
-    if run.is_file():
-        return run
-    if (run / "train.log").is_file():
-        return run / "train.log"
-    raise click.BadParameter(f"{run}: no train.log (the log `xlint pretrain` writes; or give the log file)",
-                             param_hint="RUNS")
 
 
 def load_loss_run(label: str, run: Path, key: str = "loss") -> LossRun:

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
 
-from .fairseq_logs import as_float, validation_history
+from .fairseq_logs import as_float, resolve_log, validation_history
 from .figures import new_figure, save_figure
 
 PPL_PREFIX = "valid_ppl_"
@@ -25,15 +25,6 @@ class PplRun:
     path: Path
     #: language -> [(update, epoch, perplexity)]
     curves: Dict[str, List[Tuple[float, float, float]]]
-
-
-def resolve_log(run: Path) -> Path:
-    if run.is_file():
-        return run
-    if (run / "train.log").is_file():
-        return run / "train.log"
-    raise click.BadParameter(f"{run}: no train.log (the log `xlint pretrain` writes; or give the log file)",
-                             param_hint="RUNS")
 
 
 def load_ppl_run(run: Path, label: Optional[str] = None) -> PplRun:
