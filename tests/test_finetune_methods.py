@@ -333,9 +333,12 @@ def test_fsf_run_rates_are_scheduled_times_k_probes_follow_and_resume_continues(
     assert f"Loaded checkpoint {second / 'checkpoint_last.pt'}" in log
     again = train_inner(second)
     assert check_rates(again) == [2, 4]
-    for ra, rb in zip(records[:4], again[:4]):  # the first attempt is the same run
-        assert {k: v for k, v in ra.items() if k.startswith("fsf_")} == \
-            {k: v for k, v in rb.items() if k.startswith("fsf_")}
+    assert len(records) == len(again) == 6
+    for ra, rb in zip(records, again):  # the resumed run is the same run, after the resumption too
+        assert {k: v for k, v in ra.items() if k.startswith("fsf_") or k == "loss"} == \
+            {k: v for k, v in rb.items() if k.startswith("fsf_") or k == "loss"}
+    final = [torch.load(d / "checkpoint_last.pt", weights_only=False)["model"] for d in (run, second)]
+    assert all(torch.equal(final[0][key], final[1][key]) for key in final[0])
     state = torch.load(second / "checkpoint_last.pt", weights_only=False)["last_optimizer_state"][
         CONTROLLER_STATE_KEY]
     assert state["detector"]["count"] == 6
