@@ -168,10 +168,14 @@ def curves_metric(runs: Sequence[Sequence[Mapping[str, Any]]]) -> str:
 
 # ---------------------------------------------------------------- drawing
 
-def _band(ax, series: Series, color: str, label: str) -> None:
-    ax.plot(series.updates, series.mean, color=color, label=label, linewidth=1.6)
+#: line styles cycled per label, so that methods whose curves coincide stay visible
+LINE_STYLES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2)))
+
+
+def _band(ax, series: Series, color: str, label: str, linestyle="-", band_alpha: float = 0.2) -> None:
+    ax.plot(series.updates, series.mean, color=color, label=label, linewidth=1.6, linestyle=linestyle)
     if any(n > 1 for n in series.seeds):
-        ax.fill_between(series.updates, series.low, series.high, color=color, alpha=0.2, linewidth=0)
+        ax.fill_between(series.updates, series.low, series.high, color=color, alpha=band_alpha, linewidth=0)
 
 
 def _seed_label(label: str, count: int) -> str:
@@ -208,10 +212,12 @@ def draw_gap_curves(runs: Mapping[str, Sequence[Path]], out: Path, title: str = 
     loaded = gap_runs(runs)
     figure, axes = new_figure(6.4, 6.0, nrows=2, sharex=True)
     gap_ax, loss_ax = axes[0][0], axes[1][0]
+    band_alpha = 0.2 if len(loaded) <= 2 else 0.08
     for k, run in enumerate(loaded):
-        _band(gap_ax, run.gap, f"C{k}", _seed_label(run.label, run.seeds))
+        style = LINE_STYLES[k % len(LINE_STYLES)]
+        _band(gap_ax, run.gap, f"C{k}", _seed_label(run.label, run.seeds), style, band_alpha)
         if run.loss.updates:
-            _band(loss_ax, run.loss, f"C{k}", run.label)
+            _band(loss_ax, run.loss, f"C{k}", run.label, style, band_alpha)
     metrics = "/".join(sorted({run.metric for run in loaded}))
     gap_ax.set_ylabel(f"gap P_src - mean P_tgt\n({metrics} points)")
     loss_ax.set_ylabel("training loss (nats)")

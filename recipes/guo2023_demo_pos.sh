@@ -36,6 +36,9 @@ for method in $METHODS; do guo_run "$method"; done
 xl_wait
 xl_run "$XLINT" report --paper guo2023 --table pos "$OUT"
 runs=()
-for method in $METHODS; do runs+=("$method=$OUT/$method/pos-zero-shot"); done
-xl_run "$XLINT" plot guo-gap "${runs[@]}" --title "Joint model, POS en -> tr, grc (zero-shot)" \
+for method in $METHODS; do
+  case $method in df) label=DF ;; noisytune) label=NoisyTune ;; ours) label=FSF ;; *) label=${method^^} ;; esac
+  runs+=("$label=$OUT/$method/pos-zero-shot")
+done
+xl_run "$XLINT" plot guo-gap "${runs[@]}" --title "Joint model, POS en -> tr, grc (zero-shot; band: min-max over seeds)" \
   --out "$OUT/guo2023_demo_gap"
