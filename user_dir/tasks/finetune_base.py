@@ -48,6 +48,7 @@ raises ``--all-gather-list-size`` for that.
 import copy
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -425,6 +426,7 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
 
     def record_curve_point(self, model, criterion, sample, update_num: int) -> Dict[str, Any]:
         """Measure and write the curve point of ``update_num`` (see :mod:`.training_curves`)."""
+        started = time.perf_counter()
         inner = _unwrap(model)
         was_training = inner.training
         try:
@@ -437,10 +439,14 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
             net_input = dict(sample["net_input"])
             tokens = net_input.pop("src_tokens")
             cka = layer_cka(inner, self.cka_reference(inner), tokens, self.dictionary.pad(), None, **net_input)
-        scores = {lang: values for lang, values in self.score_items(items).items()
-                  if lang not in (AVERAGE, TARGET_AVERAGE)}
-        row = curve_point(update_num, self.curves.mean_loss(), self.metric_names()[0], scores,
-                          self.train_languages, cka)
+        by_lang: Dict[str, List[Any]] = {}
+        for item in items:
+            by_lang.setdefault(item[1], []).append(item)
+        metric = self.metric_names()[0]
+        scores = {lang: {metric: self.curve_score(lang, by_lang[lang])} for lang in self.valid_languages
+                  if lang in by_lang}
+        row = curve_point(update_num, self.curves.mean_loss(), metric, scores, self.train_languages, cka)
+        row["seconds"] = round(time.perf_counter() - started, 4)  # what the point cost (not part of the curve)
         self.curves.record(row, _is_first_rank())
         if row["gap"] is not None:
             logger.info("curve at update %d: %s gap %.2f (source %.2f, target %.2f)", update_num, row["metric"],
@@ -546,6 +552,10 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
     def score_language(self, lang: str, predictions: List[Any]) -> Dict[str, float]:
         """Scores (percentages) of one language's collected predictions."""
         raise NotImplementedError
+
+    def curve_score(self, lang: str, predictions: List[Any]) -> float:
+        """The primary metric (``metric_names()[0]``) of one language's predictions, for the curves."""
+        return self.score_language(lang, predictions)[self.metric_names()[0]]
 
     def score_items(self, items: Sequence[Any]) -> Dict[str, Dict[str, float]]:
         """Per-language scores of collected prediction items (``item[1]`` is the language),
