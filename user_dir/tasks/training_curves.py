@@ -15,7 +15,7 @@ JSON row per point to ``--curve-file`` (default ``SAVE_DIR/curves.jsonl``), at u
 N updates, measured on the model after that many updates, before the next one:
 
     {"update": 100, "train_loss": 0.83, "metric": "acc", "scores": {"en": 91.0, "tr": 55.2},
-     "source": 91.0, "target": 55.2, "gap": 35.8, "cka": {"1": 0.998, "2": 0.971}}
+     "source": 91.0, "target": 55.2, "gap": 35.8, "cka": {"1": 0.998, "2": 0.971}, "seconds": 0.21}
 
 * ``scores`` come from a **fixed per-language dev subset** (``--curve-examples`` examples of each
   validation language, the same for every point, seed and method: drawn with ``--few-shot-seed``;
@@ -26,6 +26,7 @@ N updates, measured on the model after that many updates, before the next one:
   QA: the loss the phase detector sees, :func:`..optim.slow_fast.update_loss`); null at update 0.
 * ``cka`` (``--curve-cka``): layers numbered 1..L, on the update's first training batch, against
   the pretrained weights (``--slow-fast-reference``, or the model at update 0 of a fresh run).
+* ``seconds``: what measuring the point cost (not part of the curve; it differs between runs).
 
 Data parallel: the update's loss is the all-workers one (reduce_metrics); every rank evaluates
 the whole (small) subset on its identical copy of the model, so no communication is needed and
