@@ -139,3 +139,19 @@ def adapter_train_run(tiny_mlm_data, tmp_path_factory) -> TrainRun:
     run = run_fairseq_train(tiny_mlm_data.path, save_dir, variant="adapter", max_update=4)
     assert (save_dir / "checkpoint_last.pt").is_file()
     return run
+
+
+#: the test files that take longest (minutes: whole recipes, several processes), started first, so that
+#: ``pytest -n 2 --dist loadfile`` (which gives each file to one worker in collection order) does not end
+#: with one worker running a long file while the other idles
+LONGEST_FIRST = (
+    "test_recipes_guo2023_tables.py", "test_recipes_figures_extra.py", "test_recipes_wu2022.py",
+    "test_recipes_wang_downstream.py", "test_recipes_wang_analyses.py", "test_recipes.py", "test_distributed.py",
+    "test_finetune_e2e.py", "test_finetune_methods.py", "test_xlmr.py", "test_training_curves.py",
+    "test_recipes_guo2023.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))  # stable: file order kept
