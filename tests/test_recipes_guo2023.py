@@ -60,3 +60,31 @@ def test_guo2023_demo_pos_recipe_smoke(tmp_path_factory, tmp_path):
     filled = {(cell["row"], cell["column"]) for cell in table["cells"] if cell["text"]}
     assert {row for row, _ in filled} == {"method/df", "method/fs"}, filled  # the en column (the world has no tr, grc)
     assert (out / "guo2023_demo_gap.png").stat().st_size > 0 and (out / "guo2023_demo_gap.pdf").is_file()
+
+
+@pytest.mark.slow
+def test_guo2023_curve_figures_recipe_smoke(tmp_path_factory, tmp_path):
+    """Fig. 4 (the last-k runs' gap curves) and then Fig. 6 (DF's CKA per layer) into one OUT: the DF run is
+    made once; a FIG without curves is refused."""
+    ft = world(tmp_path_factory)
+    out = tmp_path / "curves"
+    env = dict(subprocess_env(threads=1), XLINT=str(Path(sys.executable).parent / "xlint"))
+
+    def recipe(fig: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(REPO_ROOT / "recipes" / "guo2023_figs_curves.sh"), "--smoke", fig,
+                               str(ft.checkpoint), "pos", str(ft.converted["pos"]), str(out)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+
+    four = recipe("4")
+    assert four.returncode == 0, four.stdout[-4000:]
+    for method in ("df", "last-1", "last-2", "last-3"):
+        curves = list((out / method / "pos-zero-shot").glob("*/seed1/curves.jsonl"))
+        assert len(curves) == 1
+        rows = [json.loads(line) for line in curves[0].read_text(encoding="utf-8").splitlines()]
+        assert rows[0]["update"] == 0 and all("cka" in row and row["gap"] is not None for row in rows)
+    assert (out / "guo2023_fig4_pos.png").stat().st_size > 0
+    six = recipe("6")
+    assert six.returncode == 0 and "done, skipped" in six.stdout, six.stdout[-3000:]
+    assert (out / "guo2023_fig6_pos.png").stat().st_size > 0 and (out / "guo2023_fig6_pos.pdf").is_file()
+    bad = recipe("3")
+    assert bad.returncode == 2 and "FIG must be 1, 2, 4, 5 or 6" in bad.stdout
