@@ -416,9 +416,10 @@ class FinetuneTask(SlowFastTaskMixin, FairseqTask):
         if self._curve_dataset is None:
             from ..data.finetune_data import subsample_indices
 
+            valid = self.split_examples("valid")  # the dev files once, minus any few-shot examples
             examples = []
             for lang in self.valid_languages:
-                records = [record for record_lang, record in self.split_examples("valid") if record_lang == lang]
+                records = [record for record_lang, record in valid if record_lang == lang]
                 keep = subsample_indices(len(records), int(self.cfg.curve_examples), self.cfg.few_shot_seed, lang)
                 examples.extend((lang, records[i]) for i in keep)
             self._curve_dataset = self.build_dataset(examples, "valid", "curve")
